@@ -1,0 +1,1 @@
+"""Synthetic hotline speech: text generator, pinyin, espeak-ng, telephone channel, call renderer."""

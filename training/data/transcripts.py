@@ -1,0 +1,63 @@
+"""Transcripts on their way in: ``normalize()`` then ``desensitize()`` (serving.text), then a
+check that what is left is usable for training (Chinese characters, Latin letters, spaces)."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+# CJK unified ideographs (basic block and extension A), compatibility ideographs, ASCII letters,
+# the apostrophe of English words, and spaces between words.
+_USABLE = re.compile(r"^[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaffA-Za-z' ]+$")
+_LETTER = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaffA-Za-z]")
+
+
+@dataclass(frozen=True)
+class CleanText:
+    text: str
+    changed_by_normalize: bool
+    desensitized: dict[str, int]
+
+
+class TranscriptError(ValueError):
+    def __init__(self, kind: str, message: str) -> None:
+        self.kind = kind
+        super().__init__(message)
+
+
+def clean_transcript(raw: str) -> CleanText:
+    """Normalize and desensitize ``raw``; raise :class:`TranscriptError` if nothing usable."""
+    from serving.text.desensitize import desensitize
+    from serving.text.normalize import normalize
+
+    if not raw.strip():
+        raise TranscriptError("empty-transcript", "empty transcript")
+    normalized = normalize(raw)
+    result = desensitize(normalized)
+    text = " ".join(result.text.split())
+    if not text:
+        raise TranscriptError(
+            "empty-transcript", f"nothing left of transcript {raw!r} after normalization"
+        )
+    if not _USABLE.match(text) or not _LETTER.search(text):
+        bad = sorted({c for c in text if not _USABLE.match(c) or c == " "} - {" "})
+        raise TranscriptError(
+            "unusable-transcript",
+            f"transcript {raw!r} normalizes to {text!r}, which has characters other than "
+            f"Chinese or Latin letters: {''.join(bad)!r}",
+        )
+    counts = {k: int(v) for k, v in result.counts.items() if v}
+    return CleanText(text=text, changed_by_normalize=normalized != raw, desensitized=counts)
+
+
+@dataclass
+class TextTally:
+    """Totals for the import report."""
+
+    changed_by_normalize: int = 0
+    desensitized: Counter = field(default_factory=Counter)
+
+    def add(self, clean: CleanText) -> None:
+        self.changed_by_normalize += int(clean.changed_by_normalize)
+        self.desensitized.update(clean.desensitized)

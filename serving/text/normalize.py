@@ -370,8 +370,9 @@ def _range(m: re.Match[str], before: str, after: str) -> str | None:
 
 def _grouped(m: re.Match[str], before: str, after: str) -> str | None:
     digits = re.sub(r"[^0-9Xx]", "", m.group(0))
-    if len(digits.rstrip("Xx")) < 7:
-        return None
+    groups = re.findall(r"\d+", m.group(0))
+    if len(digits.rstrip("Xx")) < 7 or max(len(g) for g in groups) > 8:
+        return None  # "2026 13812345678" is two numbers, not one grouped phone number
     id_like = _context_kind(before) == "id" or _id_checksum_ok(digits) or digits[-1] in "Xx"
     return ("加" if m.group(1) else "") + read_digits(digits, one="一" if id_like else "幺")
 

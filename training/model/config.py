@@ -161,6 +161,15 @@ PRESETS: dict[str, dict[str, Any]] = {
         encoder_dim=(192, 256, 512, 768, 512, 256),
         encoder_unmasked_dim=(192, 192, 256, 320, 256, 192),
     ),
+    # Our own ~7 M (vocab 500) / ~11 M (vocab 5000) configuration for quick CPU training.
+    "xsmall": _preset(
+        num_encoder_layers=(2, 2, 2, 2, 2, 2),
+        feedforward_dim=(256, 384, 384, 384, 384, 384),
+        encoder_dim=(96, 128, 128, 128, 128, 128),
+        encoder_unmasked_dim=(96, 96, 96, 96, 96, 96),
+        decoder_dim=256,
+        joiner_dim=256,
+    ),
     # For tests and smoke runs: every code path of the real configs, ~0.5 M parameters.
     "tiny": _preset(
         num_encoder_layers=(1, 1, 1, 1, 1, 1),
@@ -190,7 +199,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def preset(name: str, vocab_size: int = 500, **overrides: Any) -> ZipformerConfig:
-    """A named configuration: "tiny", "small", "medium", "large" or "fixture"."""
+    """A named configuration: "tiny", "xsmall", "small", "medium", "large" or "fixture"."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
     return ZipformerConfig(**{**PRESETS[name], "vocab_size": vocab_size, **overrides})

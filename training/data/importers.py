@@ -115,6 +115,7 @@ class _Utt:
     speaker: str | None = None
     custom: dict[str, Any] = field(default_factory=dict)
     channel: int = 0
+    span_where: tuple[str, int | None] | None = None  # where start/end come from (segments)
 
 
 @dataclass
@@ -309,6 +310,7 @@ def _read_kaldi(folder: Path, log: ProblemLog, sample_rate: int | None) -> _Sour
                 end=end,
                 speaker=speaker,
                 custom=_meta_custom(info),
+                span_where=where,
             )
         )
     wanted = set(spans)
@@ -570,11 +572,12 @@ def _build(
         if rec is None:
             continue  # its audio was reported above
         end = rec.duration if u.end is None else u.end
+        span = u.span_where or u.where
         if not (0 <= u.start < end <= rec.duration + 1e-3):
             log.add(
                 "bad-segment",
-                u.where[0],
-                u.where[1],
+                span[0],
+                span[1],
                 f"{u.utt_id!r} spans {u.start:.3f}-{end:.3f} s of a {rec.duration:.3f} s recording",
                 u.utt_id,
             )
@@ -582,8 +585,8 @@ def _build(
         if u.channel >= rec.num_channels:
             log.add(
                 "bad-segment",
-                u.where[0],
-                u.where[1],
+                span[0],
+                span[1],
                 f"{u.utt_id!r} is on channel {u.channel} of a {rec.num_channels}-channel recording",
                 u.utt_id,
             )
@@ -604,7 +607,10 @@ def _build(
             text=clean.text,
             language="Chinese",
             speaker=u.speaker,
-            custom=u.custom or None,
+            custom=(
+                {**u.custom, "desensitized": clean.desensitized} if clean.desensitized else u.custom
+            )
+            or None,
         )
         sups.append(sup)
         cuts.append(

@@ -1,5 +1,8 @@
 """Transcripts on their way in: ``normalize()`` then ``desensitize()`` (serving.text), then a
-check that what is left is usable for training (Chinese characters, Latin letters, spaces)."""
+check that what is left is usable for training: Chinese characters, Latin letters, spaces, and
+desensitize's placeholders (``<手机号>`` ...). Utterances with placeholders are kept (their
+audio still says the number); the supervision's ``custom["desensitized"]`` holds the counts so
+that training can leave them out or map the placeholders to a token."""
 
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ class TranscriptError(ValueError):
 
 def clean_transcript(raw: str) -> CleanText:
     """Normalize and desensitize ``raw``; raise :class:`TranscriptError` if nothing usable."""
-    from serving.text.desensitize import desensitize
+    from serving.text.desensitize import PLACEHOLDERS, desensitize
     from serving.text.normalize import normalize
 
     if not raw.strip():
@@ -38,14 +41,20 @@ def clean_transcript(raw: str) -> CleanText:
     text = " ".join(result.text.split())
     if not text:
         raise TranscriptError(
-            "empty-transcript", f"nothing left of transcript {raw!r} after normalization"
+            "empty-transcript",
+            f"nothing left of the transcript ({len(raw)} characters) after normalization",
         )
-    if not _USABLE.match(text) or not _LETTER.search(text):
-        bad = sorted({c for c in text if not _USABLE.match(c) or c == " "} - {" "})
+    bare = text
+    for placeholder in PLACEHOLDERS.values():
+        bare = bare.replace(placeholder, " ")
+    has_placeholder = bare != text
+    bare = bare.strip()
+    if (bare and not _USABLE.match(bare)) or not (_LETTER.search(bare) or has_placeholder):
+        bad = "".join(dict.fromkeys(c for c in bare if not _USABLE.match(c)))
         raise TranscriptError(
             "unusable-transcript",
-            f"transcript {raw!r} normalizes to {text!r}, which has characters other than "
-            f"Chinese or Latin letters: {''.join(bad)!r}",
+            f"the transcript normalizes to {text!r}, which has characters other than "
+            f"Chinese or Latin letters: {bad!r}",
         )
     counts = {k: int(v) for k, v in result.counts.items() if v}
     return CleanText(text=text, changed_by_normalize=normalized != raw, desensitized=counts)

@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+
+import pytest
+
+from training.scoring import (
+    AlignOp,
+    ErrorCounts,
+    ScoredUtt,
+    align,
+    format_alignment,
+    hotword_recall,
+    score,
+)
+
+
+def _levenshtein(a: str, b: str) -> int:
+    """Independent check: the classic two-row recurrence."""
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+def test_align_basic_ops() -> None:
+    ops = align("我要投诉", "我要投树啊")
+    assert [o.op for o in ops] == ["ok", "ok", "ok", "sub", "ins"]
+    assert ops[3] == AlignOp("sub", "诉", "树")
+    assert format_alignment(ops) == "我要投(诉→树)[+啊]"
+    assert [o.op for o in align("你好吗", "你吗")] == ["ok", "del", "ok"]
+    assert align("", "") == []
+    assert [o.op for o in align("", "好")] == ["ins"]
+    assert [o.op for o in align("好", "")] == ["del"]
+
+
+def test_align_is_minimal_and_consistent_on_random_strings() -> None:
+    rng = random.Random(0)
+    for _ in range(200):
+        a = "".join(rng.choice("一二三四") for _ in range(rng.randint(0, 12)))
+        b = "".join(rng.choice("一二三四") for _ in range(rng.randint(0, 12)))
+        ops = align(a, b)
+        assert "".join(o.ref for o in ops) == a
+        assert "".join(o.hyp for o in ops) == b
+        counts = ErrorCounts.from_ops(ops)
+        assert counts.errors == _levenshtein(a, b)
+        assert counts.ref_chars == len(a)
+        for o in ops:
+            assert (o.op == "ok") == (o.ref == o.hyp and o.ref != "")
+
+
+def test_error_counts_arithmetic() -> None:
+    c = ErrorCounts(ref_chars=10, sub=1, del_=2, ins=1, utts=1)
+    assert c.errors == 4 and c.cer == pytest.approx(0.4)
+    total = c + ErrorCounts(ref_chars=10, utts=1)
+    assert total.cer == pytest.approx(0.2) and total.utts == 2
+    assert ErrorCounts().cer == 0.0
+    assert ErrorCounts(ins=2).cer == 2.0  # empty reference counts as one character
+    assert c.to_dict()["del"] == 2
+
+
+def test_score_normalizes_and_slices() -> None:
+    utts = [
+        # punctuation and Arabic numerals do not count as errors
+        ScoredUtt("a", "押金交了2000元。", "押金交了两千元", {"voice": "f01", "channel": "pstn"}),
+        ScoredUtt("b", "我要投诉", "我要投树", {"voice": "f01", "channel": "clean"}),
+        ScoredUtt("c", "物业电话打不通", "物业电话打不", {"voice": "m02", "channel": "pstn"}),
+    ]
+    report = score(utts, worst_n=1)
+    assert report.overall.ref_chars == 7 + 4 + 7
+    assert (report.overall.sub, report.overall.del_, report.overall.ins) == (1, 1, 0)
+    assert report.cer == pytest.approx(2 / 18)
+    assert list(report.slices) == ["channel", "voice"]
+    assert report.slices["voice"]["f01"].sub == 1 and report.slices["voice"]["f01"].utts == 2
+    assert report.slices["voice"]["m02"].del_ == 1
+    assert report.slices["channel"]["pstn"].ref_chars == 14
+    assert [u.id for u in report.worst] == ["b"]  # one error each; b has the higher CER
+    data = json.loads(report.to_json())
+    assert data["overall"]["errors"] == 2
+    assert data["slices"]["voice"]["m02"]["del"] == 1
+    assert data["worst"][0]["alignment"] == "我要投(诉→树)"
+    table = report.format_table()
+    assert "CER 11.11%" in table
+    assert "m02" in table and "我要投(诉→树)" in table
+
+
+def test_score_without_normalization() -> None:
+    report = score([ScoredUtt("a", "2000元", "两千元")], normalize_text=False)
+    assert report.overall.ref_chars == 5 and report.overall.errors == 4
+
+
+def test_hotword_recall() -> None:
+    pairs = [
+        ScoredUtt("a", "我要查公积金和居住证", "我要查公积金和居住正"),
+        ("公积金怎么提取", "公鸡金怎么提取"),
+        ("居住证积分", "居住证积分"),
+        ("没有热词", "公积金"),
+        ("公积金公积金", "公积金啊公积金"),
+    ]
+    stats = hotword_recall(pairs, ["公积金", "居住证", "随申办"])
+    assert stats["公积金"] == {"ref": 4, "found": 3, "hyp": 4, "recall": 0.75}
+    assert stats["居住证"]["ref"] == 2 and stats["居住证"]["found"] == 1
+    assert stats["随申办"] == {"ref": 0, "found": 0, "hyp": 0, "recall": None}
+
+
+def test_hotword_split_by_insertion_is_not_found() -> None:
+    stats = hotword_recall([("我的公积金", "我的公积啊金")], ["公积金"])
+    assert stats["公积金"]["found"] == 0
+
+
+def test_scoring_does_not_import_torch() -> None:
+    code = "import sys, training.scoring; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

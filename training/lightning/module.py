@@ -1,0 +1,310 @@
+"""LightningModule around the Zipformer2 transducer, with icefall's training schedule.
+
+- Loss: ``simple_scale * simple + pruned_scale * pruned (+ ctc_scale * ctc)``, the simple-loss
+  scale falling from 1.0 to ``simple_loss_scale`` and the pruned scale rising from 0.1 to 1.0 over
+  ``warm_step`` batches (icefall ``compute_loss``). Losses are summed over the batch; logs are
+  per output frame.
+- Optional pinyin CTC head (toneless syllable + tone units, see :mod:`training.lightning.pinyin`)
+  on the encoder output; it lives outside ``self.model`` so it never enters exported checkpoints.
+- ScaledAdam + Eden stepped per batch (manual optimization); batches with inf/nan loss are
+  skipped on every rank.
+- Validation: dev loss and dev CER by greedy search on a capped number of utterances.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import nn
+
+
+@dataclass
+class LossOptions:
+    simple_loss_scale: float = 0.5
+    warm_step: int = 2000
+    prune_range: int = 5
+    am_scale: float = 0.0
+    lm_scale: float = 0.25
+    ctc_loss_scale: float = 0.2  # used when the model has a CTC head (model.use_ctc)
+    pinyin_ctc_scale: float = 0.0  # > 0 adds the pinyin auxiliary CTC head
+
+
+@dataclass
+class OptimOptions:
+    base_lr: float = 0.045
+    lr_batches: float = 7500.0
+    lr_epochs: float = 3.5
+    warmup_batches: float = 500.0
+    warmup_start: float = 0.5
+    clipping_scale: float = 2.0
+    # icefall scales the batch count seen by ScheduledFloat by (max_duration*world)/ref_duration
+    ref_duration: float = 600.0
+
+
+@dataclass
+class ValidOptions:
+    cer_max_utts: int = 100  # utterances decoded for dev CER per validation
+
+
+@dataclass
+class LossParts:
+    total: torch.Tensor
+    simple: torch.Tensor
+    pruned: torch.Tensor
+    ctc: torch.Tensor | None
+    pinyin: torch.Tensor | None
+    frames: float
+
+
+def loss_scales(step: int, opts: LossOptions) -> tuple[float, float]:
+    """(simple, pruned) scales at batch ``step`` (icefall's warm-up of the pruned loss)."""
+    if step >= opts.warm_step:
+        return opts.simple_loss_scale, 1.0
+    frac = step / max(1, opts.warm_step)
+    return 1.0 - frac * (1.0 - opts.simple_loss_scale), 0.1 + 0.9 * frac
+
+
+def edit_distance(ref: list[str] | str, hyp: list[str] | str) -> int:
+    """Levenshtein distance (substitutions, deletions and insertions all cost 1)."""
+    prev = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        cur = [i] + [0] * len(hyp)
+        for j, h in enumerate(hyp, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
+        prev = cur
+    return prev[-1]
+
+
+class TransducerModule(pl.LightningModule):
+    """Trains ``model`` (a ``training.model`` Transducer).
+
+    ``model_config`` (a dict) and ``tokens`` (list of token strings, id order) are saved in the
+    Lightning checkpoint so it can be turned into our own checkpoint format without the recipe.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        model_config: dict[str, Any],
+        tokens: list[str],
+        loss: LossOptions | None = None,
+        optim: OptimOptions | None = None,
+        valid: ValidOptions | None = None,
+        batch_duration: float = 60.0,
+        pinyin_vocab_size: int = 0,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.model_config = model_config
+        self.tokens = tokens
+        self.loss_opts = loss or LossOptions()
+        self.optim_opts = optim or OptimOptions()
+        self.valid_opts = valid or ValidOptions()
+        self.batch_duration = batch_duration
+        self.automatic_optimization = False
+        self.pinyin_head: nn.Module | None = None
+        if self.loss_opts.pinyin_ctc_scale > 0:
+            if pinyin_vocab_size <= 0:
+                raise ValueError("loss.pinyin_ctc_scale > 0 needs pinyin_vocab_size > 0")
+            self.pinyin_head = nn.Sequential(
+                nn.Dropout(0.1), nn.Linear(encoder_out_dim(model), pinyin_vocab_size)
+            )
+        self.scheduler = None
+        self._pending_scheduler_state: dict | None = None
+        self.skipped_batches = 0
+        self._val_errors = 0
+        self._val_chars = 0
+        self._val_decoded = 0
+        self._val_examples: list[tuple[str, str]] = []
+
+    # ----------------------------------------------------------------- losses
+    def compute_losses(self, batch: dict[str, Any], step: int) -> LossParts:
+        x = batch["features"]
+        x_lens = batch["feature_lens"]
+        y = batch["tokens"]
+        want_pinyin = self.pinyin_head is not None and "pinyin" in batch
+        captured: dict[str, torch.Tensor] = {}
+        hook = None
+        if want_pinyin:
+            # The transducer runs its encoder once; the pinyin head reads that output.
+            def grab(_module, _inputs, output):
+                captured["out"], captured["lens"] = output[0], output[1]
+
+            hook = self.model.encoder.register_forward_hook(grab)
+        try:
+            simple, pruned, ctc = self.model(
+                x,
+                x_lens,
+                y,
+                prune_range=self.loss_opts.prune_range,
+                am_scale=self.loss_opts.am_scale,
+                lm_scale=self.loss_opts.lm_scale,
+            )
+        finally:
+            if hook is not None:
+                hook.remove()
+        s_scale, p_scale = loss_scales(step, self.loss_opts)
+        total = s_scale * simple + p_scale * pruned
+        if ctc is not None:
+            total = total + self.loss_opts.ctc_loss_scale * ctc
+        pinyin = None
+        if want_pinyin:
+            enc_out = captured["out"].permute(1, 0, 2)  # Zipformer2 works in (T, N, C)
+            pinyin = self._pinyin_ctc(enc_out, captured["lens"], batch["pinyin"])
+            total = total + self.loss_opts.pinyin_ctc_scale * pinyin
+        frames = float((x_lens // 4).sum())  # icefall normalises by subsampled frames
+        return LossParts(total, simple, pruned, ctc, pinyin, frames)
+
+    def _pinyin_ctc(
+        self, enc_out: torch.Tensor, enc_lens: torch.Tensor, targets: list[list[int]]
+    ) -> torch.Tensor:
+        logp = self.pinyin_head(enc_out.float()).log_softmax(-1)  # (N, T, V)
+        flat = torch.tensor([t for seq in targets for t in seq], dtype=torch.int64)
+        lens = torch.tensor([len(seq) for seq in targets], dtype=torch.int64)
+        return nn.functional.ctc_loss(
+            logp.transpose(0, 1),
+            flat,
+            enc_lens.to(torch.int64),
+            lens,
+            blank=0,
+            reduction="sum",
+            zero_infinity=True,
+        )
+
+    # --------------------------------------------------------------- training
+    def _adjusted_batch_count(self) -> float:
+        world = self.trainer.world_size if self._trainer is not None else 1
+        return self.global_step * self.batch_duration * world / self.optim_opts.ref_duration
+
+    def _all_finite(self, value: torch.Tensor) -> bool:
+        flag = torch.tensor(1.0 if bool(torch.isfinite(value)) else 0.0)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
+        return bool(flag.item() > 0)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int):
+        from training.model.scaling import set_batch_count
+
+        opt = self.optimizers()
+        step = self.global_step
+        if step % 10 == 0:
+            set_batch_count(self.model, self._adjusted_batch_count())
+        parts = self.compute_losses(batch, step)
+        if not self._all_finite(parts.total.detach()):
+            self.skipped_batches += 1
+            opt.zero_grad(set_to_none=True)
+            self.log("train/skipped_batches", float(self.skipped_batches), prog_bar=False)
+            return None
+        self.manual_backward(parts.total)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if self.scheduler is not None:
+            self.scheduler.step_batch(self.global_step)
+        self._log_parts("train", parts, len(batch["tokens"]))
+        self.log("train/lr", float(opt.param_groups[0]["lr"]), prog_bar=False)
+        return parts.total.detach()
+
+    def _log_parts(self, stage: str, parts: LossParts, batch_size: int) -> None:
+        f = max(parts.frames, 1.0)
+        on_step = stage == "train"
+        kw = dict(on_step=on_step, on_epoch=not on_step, batch_size=batch_size, sync_dist=True)
+        self.log(f"{stage}/loss", float(parts.total.detach()) / f, prog_bar=True, **kw)
+        self.log(f"{stage}/simple_loss", float(parts.simple.detach()) / f, **kw)
+        self.log(f"{stage}/pruned_loss", float(parts.pruned.detach()) / f, **kw)
+        if parts.ctc is not None:
+            self.log(f"{stage}/ctc_loss", float(parts.ctc.detach()) / f, **kw)
+        if parts.pinyin is not None:
+            self.log(f"{stage}/pinyin_ctc_loss", float(parts.pinyin.detach()) / f, **kw)
+
+    def on_train_epoch_start(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.step_epoch(self.current_epoch)
+
+    # ------------------------------------------------------------- validation
+    def on_validation_epoch_start(self) -> None:
+        self._val_errors = 0
+        self._val_chars = 0
+        self._val_decoded = 0
+        self._val_examples = []
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        # Full pruned loss scale on dev so epochs are comparable.
+        parts = self.compute_losses(batch, self.loss_opts.warm_step)
+        if math.isfinite(float(parts.total)):
+            self._log_parts("dev", parts, len(batch["tokens"]))
+        if self._val_decoded < self.valid_opts.cer_max_utts:
+            n = min(len(batch["texts"]), self.valid_opts.cer_max_utts - self._val_decoded)
+            hyps = self.greedy_texts(batch["features"][:n], batch["feature_lens"][:n])
+            for ref, hyp in zip(batch["texts"][:n], hyps, strict=True):
+                self._val_errors += edit_distance(ref, hyp)
+                self._val_chars += len(ref)
+                if len(self._val_examples) < 3:
+                    self._val_examples.append((ref, hyp))
+            self._val_decoded += n
+
+    @torch.no_grad()
+    def greedy_texts(self, x: torch.Tensor, x_lens: torch.Tensor) -> list[str]:
+        from training.decode.search import greedy_search
+
+        enc_out, enc_lens = self.model.forward_encoder(x, x_lens)
+        hyps = greedy_search(self.model, enc_out, enc_lens)
+        return ["".join(self.tokens[i] for i in h if i > 2) for h in hyps]
+
+    def on_validation_epoch_end(self) -> None:
+        counts = torch.tensor([float(self._val_errors), float(self._val_chars)])
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(counts)
+        if counts[1] > 0:
+            self.log("dev/cer", float(counts[0] / counts[1]), prog_bar=True, sync_dist=False)
+            self.log("dev/cer_chars", float(counts[1]), sync_dist=False)
+
+    # ------------------------------------------------------------- optimizer
+    def configure_optimizers(self):
+        from training.optim import Eden, ScaledAdam
+
+        o = self.optim_opts
+        params = [(n, p) for n, p in self.named_parameters() if p.requires_grad]
+        optimizer = ScaledAdam(params, lr=o.base_lr, clipping_scale=o.clipping_scale)
+        self.scheduler = Eden(
+            optimizer,
+            o.lr_batches,
+            o.lr_epochs,
+            warmup_batches=o.warmup_batches,
+            warmup_start=o.warmup_start,
+        )
+        if self._pending_scheduler_state is not None:
+            self.scheduler.load_state_dict(self._pending_scheduler_state)
+            self._pending_scheduler_state = None
+        return optimizer
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.scheduler is not None:
+            checkpoint["eden"] = self.scheduler.state_dict()
+        checkpoint["hotline"] = {
+            "model_config": self.model_config,
+            "tokens": self.tokens,
+            "skipped_batches": self.skipped_batches,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._pending_scheduler_state = checkpoint.get("eden")
+        if self.scheduler is not None and self._pending_scheduler_state is not None:
+            self.scheduler.load_state_dict(self._pending_scheduler_state)
+            self._pending_scheduler_state = None
+        self.skipped_batches = int(checkpoint.get("hotline", {}).get("skipped_batches", 0))
+
+
+def encoder_out_dim(model: nn.Module) -> int:
+    """Width of the encoder output (icefall: ``max(encoder_dim)``)."""
+    config = getattr(model, "config", None)
+    if config is not None and hasattr(config, "encoder_output_dim"):
+        return int(config.encoder_output_dim)
+    for name in ("encoder_out_dim", "encoder_dim"):
+        v = getattr(model, name, None)
+        if isinstance(v, int):
+            return v
+    return int(model.joiner.encoder_proj.in_features)

@@ -154,8 +154,11 @@ def log_artifacts(client, run_id: str, paths: Iterable[Path | str], subdir: str 
             client.log_artifact(run_id, str(p), artifact_path=subdir)
 
 
-def lightning_logger(experiment: str, run_name: str | None = None, uri: str | None = None):
-    """A Lightning ``MLFlowLogger`` on the resolved store with a local artifact root."""
+def lightning_logger(
+    experiment: str, run_name: str | None = None, uri: str | None = None, run_id: str | None = None
+):
+    """A Lightning ``MLFlowLogger`` on the resolved store with a local artifact root;
+    ``run_id`` continues an existing run (a resumed training)."""
     from lightning.pytorch.loggers import MLFlowLogger
 
     uri = resolve_tracking_uri(uri)
@@ -165,6 +168,7 @@ def lightning_logger(experiment: str, run_name: str | None = None, uri: str | No
         run_name=run_name,
         tracking_uri=uri,
         artifact_location=f"{location}/{experiment}" if location else None,
+        run_id=run_id,
     )
 
 

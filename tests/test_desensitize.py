@@ -160,3 +160,36 @@ def test_rest_of_line_is_byte_identical() -> None:
 def test_empty_text() -> None:
     result = desensitize("")
     assert result.text == "" and result.counts == {} and result.spans == []
+
+
+def test_cli_desensitize() -> None:
+    from typer.testing import CliRunner
+
+    from hotline_asr.cli import app
+
+    lines = "喂，我的手机是138-1234-5678。\n押金1200元，工单号2026120400123\n车牌沪A12345，手机15900001111\n"
+    result = CliRunner().invoke(app, ["text", "desensitize"], input=lines)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (
+        "喂，我的手机是<手机号>。\n押金1200元，工单号2026120400123\n车牌<车牌号>，手机<手机号>\n"
+    )
+    counts = {
+        row.split()[0]: int(row.split()[1])
+        for row in result.stderr.splitlines()
+        if row.split() and row.split()[0] in PLACEHOLDERS
+    }
+    assert counts["mobile"] == 2 and counts["plate"] == 1 and counts["id_card"] == 0
+    assert "3 lines read, 2 with masked items" in result.stderr
+
+
+def test_cli_desensitize_quiet_with_ids() -> None:
+    from typer.testing import CliRunner
+
+    from hotline_asr.cli import app
+
+    result = CliRunner().invoke(
+        app, ["text", "desensitize", "--with-ids", "-q"], input="u-13812345678\t电话13812345678"
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "u-13812345678\t电话<手机号>"
+    assert result.stderr == ""

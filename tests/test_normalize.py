@@ -199,3 +199,19 @@ def test_reference_transcripts_are_fixed_points(shared_dir) -> None:
     for row in rows:
         assert normalize(row["text"]) == row["text"]
         assert normalize(row["text_punct"]) == row["text"]
+
+
+def test_cli_normalize() -> None:
+    from typer.testing import CliRunner
+
+    from hotline_asr.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["text", "normalize"], input="押金2000元。\n今天14:30到\n")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "押金两千元\n今天十四点三十分到\n"
+    result = runner.invoke(
+        app, ["text", "normalize", "--with-ids"], input="utt-1   我的电话：13812345678\n"
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "utt-1 我的电话幺三八幺二三四五六七八\n"

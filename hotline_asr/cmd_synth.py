@@ -1,0 +1,61 @@
+"""`hotline-asr data synth|render-call`: synthetic hotline speech from espeak-ng."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def synth(
+    hours: Annotated[float, typer.Option(help="Hours of audio to plan (all splits together).")],
+    out: Annotated[Path, typer.Option(help="Corpus folder; gets train/, dev/, test/ in it.")],
+    seed: Annotated[int, typer.Option(help="Seed: same seed, same texts and audio bytes.")] = 0,
+    jobs: Annotated[int, typer.Option(help="Worker processes.")] = os.cpu_count() or 1,
+    channel: Annotated[
+        str, typer.Option(help="telephone (8 kHz G.711) | clean (16 kHz) | mixed (85% phone)")
+    ] = "mixed",
+    audio_format: Annotated[str, typer.Option("--format", help="flac | wav")] = "flac",
+    word_fraction: Annotated[
+        float, typer.Option(help="Share of jieba-word sentences (character coverage).")
+    ] = 0.3,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Generate a Kaldi-style synthetic corpus (resumable: existing audio files are kept)."""
+    from training.synth.generate import SynthOptions, generate_corpus
+
+    options = SynthOptions(
+        hours=hours, seed=seed, channel=channel, audio_format=audio_format,
+        word_fraction=word_fraction,
+    )  # fmt: skip
+    try:
+        options.check()
+    except ValueError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(code=1) from None
+    summary = generate_corpus(options, out, jobs=max(1, jobs), progress=progress)
+    for split, n in summary.utterances.items():
+        typer.echo(f"{split}: {n} utterances, {summary.hours[split]:.3f} h")
+    rate = summary.total_hours / (summary.wall_seconds / 3600.0) if summary.wall_seconds else 0.0
+    typer.echo(
+        f"wrote {out} ({summary.synthesized} synthesized, {summary.skipped} already there) in "
+        f"{summary.wall_seconds:.1f} s: {rate:.1f} audio hours per wall hour"
+    )
+
+
+def render_call(
+    out: Annotated[Path, typer.Option(help="Folder for <id>.stereo.wav, .mono.wav, .rttm, .json")],
+    seed: Annotated[int, typer.Option(help="Seed of the call (script, voices, channels).")] = 0,
+    call_id: Annotated[str | None, typer.Option(help="File stem; default call<seed>.")] = None,
+) -> None:
+    """Render one two-party call: stereo (ch0 agent, ch1 caller) and mono 8 kHz, RTTM, JSON."""
+    from training.synth.calls import render_call as render
+    from training.synth.calls import write_call
+
+    call = render(seed, call_id or f"call{seed}")
+    paths = write_call(call, out)
+    typer.echo(f"{call.duration:.1f} s, {len(call.turns)} turns")
+    for kind, path in paths.items():
+        typer.echo(f"{kind}: {path}")

@@ -168,14 +168,22 @@ def verify_onnx_io(
 def quantize_int8(src: Path, dst: Path, op_types: list[str]) -> Path:
     """Dynamic int8 quantization of the weights of ``op_types`` (QInt8, as icefall and sherpa-onnx
     ship their ``*.int8.onnx``); activations are quantized at run time."""
+    import logging
+
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(
-        model_input=str(src),
-        model_output=str(dst),
-        op_types_to_quantize=op_types,
-        weight_type=QuantType.QInt8,
-    )
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # its "consider pre-processing" advice is for static quantization
+    try:
+        quantize_dynamic(
+            model_input=str(src),
+            model_output=str(dst),
+            op_types_to_quantize=op_types,
+            weight_type=QuantType.QInt8,
+        )
+    finally:
+        root.setLevel(level)
     return dst
 
 

@@ -17,8 +17,9 @@ import multiprocessing
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from lhotse.features.base import FeatureExtractor, register_extractor
@@ -42,12 +43,24 @@ __all__ = [
 ]
 
 
+@dataclass(frozen=True)
+class HotlineFbankConfig(FbankConfig):
+    """:class:`serving.features.FbankConfig` with the (de)serialization lhotse expects."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> HotlineFbankConfig:
+        return HotlineFbankConfig(**data)
+
+
 @register_extractor
 class HotlineFbank(FeatureExtractor):
     """80-dim log-mel fbank exactly as the serving engine computes it (kaldi-native-fbank)."""
 
     name = "hotline-fbank"
-    config_type = FbankConfig
+    config_type = HotlineFbankConfig
 
     def extract(self, samples: np.ndarray, sampling_rate: int) -> np.ndarray:
         x = np.asarray(samples)
@@ -115,7 +128,7 @@ def compute_fbank_for_split(
     shutil.rmtree(tmp_dir, ignore_errors=True)
     tmp_dir.mkdir(parents=True)
 
-    extractor = HotlineFbank(config or FbankConfig())
+    extractor = HotlineFbank(HotlineFbankConfig(**asdict(config or FbankConfig())))
     jobs = max(1, min(int(jobs), len(cuts)))
     try:
         if jobs > 1:

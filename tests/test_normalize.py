@@ -215,3 +215,31 @@ def test_cli_normalize() -> None:
     )
     assert result.exit_code == 0, result.output
     assert result.stdout == "utt-1 我的电话幺三八幺二三四五六七八\n"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1,000,000,000,000,000,000元",
+        "12345678901234567.5",
+        "99999999999999999999元",
+        "12:60",
+        "1-2-3",
+    ],
+)
+def test_normalize_never_leaves_digits_or_fails(text: str) -> None:
+    out = normalize(text)
+    assert out and all(ch.isalpha() for ch in out)
+
+
+def test_text_modules_do_not_import_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, serving.text.normalize, serving.text.desensitize, serving.tokens, "
+        "hotline_asr.cmd_text; print(sorted(m for m in ('torch', 'lightning', 'mlflow') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -2,38 +2,40 @@
 
 ``normalize(text)`` turns a transcript, a model hypothesis or a written sentence into the form
 the recognizer is trained on: Chinese characters and upper-case Latin letters only, numbers
-written out the way a caller says them, no punctuation or whitespace.
+written out the way a caller says them, no punctuation or whitespace. It is idempotent.
 
-Number rules (applied to Arabic numerals, in this order):
+Arabic numerals are read by context; the first rule that fits wins:
 
-=====================  ==========================  =========================================
-what                   example                     reading
-=====================  ==========================  =========================================
-e-mail                 ``ab12@qq.com``             ``AB幺二艾特QQ点COM`` (``@`` 艾特, ``.`` 点)
-licence plate          ``沪A12345``                ``沪A幺二三四五`` (digit by digit, 幺)
-date                   ``2026-03-05``              ``二零二六年三月五日``
-time                   ``14:30``, ``2:05``         ``十四点三十分``, ``两点零五分`` (``:00`` -> 点)
-percentage             ``15%``, ``3.5%``           ``百分之十五``, ``百分之三点五``
-currency prefix        ``¥120``, ``$5``            ``一百二十元``, ``五美元``
-range before a unit    ``3-5天``, ``2~3个``        ``三到五天``, ``两到三个``
-room number            ``1203室``, ``805房间``     ``一二零三室`` (digit by digit, 一)
-operator number        ``3298号话务员``, ``工号0231`` ``三二九八号话务员`` (digit by digit, 幺)
-year                   ``2026年``                  ``二零二六年`` (any 4-digit number before 年)
-number before a unit   ``120元``, ``88号``         cardinal: ``一百二十元``, ``八十八号``
-ID-card context        ``身份证…31010519900307123X`` digit by digit with 一, ``X`` -> 叉
-code context           ``电话/手机/号码/工单/编号/卡号…`` digit by digit with 幺 (3+ digits)
-long digit string      7+ digits, or a leading 0  digit by digit with 幺 (一 for a valid ID)
-decimal                ``3.5``, ``0.25``           ``三点五``, ``零点二五``
-anything else          ``10``, ``1005``, ``20000`` ``十``, ``一千零五``, ``两万``
-=====================  ==========================  =========================================
+- e-mail ``ab12@qq.com`` -> AB幺二艾特QQ点COM (``@`` 艾特, ``.`` 点, ``_`` 下划线, ``-`` 杠)
+- licence plate ``沪A12345`` -> 沪A幺二三四五 (digit by digit with 幺)
+- date ``2026-03-05``, ``2026/3/5``, ``2026年3月5日`` -> 二零二六年三月五日
+- time ``14:30`` -> 十四点三十分, ``2:05`` -> 两点零五分, ``14:00`` -> 十四点
+- percentage ``15%`` -> 百分之十五, ``3.5%`` -> 百分之三点五 (``‰`` 千分之)
+- currency sign ``¥120`` -> 一百二十元, ``$5`` -> 五美元
+- range before a unit ``3-5天`` -> 三到五天, ``2~3个`` -> 两到三个
+- phone-style groups of 7+ digits ``138-1234-5678``, ``(021)68025706``, ``+86 138…`` -> digit
+  by digit with 幺 (``+`` 加)
+- room ``1203室``, ``805房间`` -> 一二零三室 (digit by digit with 一)
+- operator ``3298号话务员``, ``工号0231`` -> 三二九八号话务员 (digit by digit with 幺)
+- 4-digit year before 年 ``2026年`` -> 二零二六年 (``15年`` stays 十五年, a duration)
+- number before a unit or counter ``120元``, ``88号``, ``12天``, ``3月`` -> cardinal
+- hotline numbers ``12345``, ``12315``, ``12333``… (5 digits) always, ``110``/``120``/``119`` after 打/拨 or before
+  热线/报警/急救 -> 幺二三四五, 幺幺零
+- after 身份证/证件号, or 18 digits with a valid checksum, or 17 digits + X -> digit by digit
+  with 一, X -> 叉
+- after 电话/手机/号码/座机/工单/编号/单号/卡号/账号/尾号/邮编/… (3+ digits), any string of
+  7+ digits, or one with a leading 0 -> digit by digit with 幺
+- decimal ``3.5`` -> 三点五, ``0.25`` -> 零点二五; a minus sign -> 负
+- anything else: cardinal, ``10`` 十, ``1005`` 一千零五, ``20000`` 两万
 
 两 versus 二: ``read_cardinal`` says 两 only for the leading digit of the whole number when a
 百/千/万/亿 follows it (200 两百, 2500 两千五百, 25000 两万五千, 228 两百二十八; but 22 二十二,
 12000 一万二千, 220000 二十二万). A bare ``2`` becomes 两 before a measure word (``2个`` 两个,
-``2点`` 两点, ``2元`` 两元) but stays 二 before 号/月/日/楼/层 and after 第 (ordinals).
+``2点`` 两点, ``2元`` 两元) but stays 二 before 号/月/日/楼/层/分 and after 第 (ordinals).
 
-ID numbers are read with 一 and room numbers with 一, phone, work-order and other code numbers
-with 幺, as in the hotline's transcripts. Digits of an ID number that end in ``X`` read ``叉``.
+Phone, work-order and other code numbers use 幺 for 1; ID numbers, rooms and years use 一, as
+the hotline's transcripts do. Full-width ASCII becomes half-width, 〇 becomes 零, and ℃ ㎡ ㎏ ㎞
+become 度 平方米 公斤 公里.
 """
 
 from __future__ import annotations
@@ -147,7 +149,12 @@ def read_decimal(s: str) -> str:
     if not m or not (m.group(2) or m.group(3)):
         raise ValueError(f"read_decimal: {s!r} is not a number like '3.5' or '-0.25'")
     sign, whole, frac = m.groups()
-    out = read_cardinal(int(whole)) if whole else "零"
+    if not whole:
+        out = "零"
+    elif len(whole.lstrip("0")) > 16:
+        out = read_digits(whole, one="一")  # beyond 万亿: no cardinal reading
+    else:
+        out = read_cardinal(int(whole))
     if frac:
         out += "点" + read_digits(frac, one="一")
     return ("负" if sign == "-" else "") + out

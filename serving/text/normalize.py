@@ -19,8 +19,8 @@ Arabic numerals are read by context; the first rule that fits wins:
 - operator ``3298号话务员``, ``工号0231`` -> 三二九八号话务员 (digit by digit with 幺)
 - 4-digit year before 年 ``2026年`` -> 二零二六年 (``15年`` stays 十五年, a duration)
 - number before a unit or counter ``120元``, ``88号``, ``12天``, ``3月`` -> cardinal
-- hotline numbers ``12345``, ``12315``, ``12333``… (5 digits) always, ``110``/``120``/``119`` after 打/拨 or before
-  热线/报警/急救 -> 幺二三四五, 幺幺零
+- hotline numbers ``12345``, ``12315``, ``12333``… (5 digits) always; ``110``/``120``/``119``
+  after 打/拨 or before 热线/报警/急救 -> 幺二三四五, 幺幺零
 - after 身份证/证件号, or 18 digits with a valid checksum, or 17 digits + X -> digit by digit
   with 一, X -> 叉
 - after 电话/手机/号码/座机/工单/编号/单号/卡号/账号/尾号/邮编/… (3+ digits), any string of

@@ -68,17 +68,6 @@ def loss_scales(step: int, opts: LossOptions) -> tuple[float, float]:
     return 1.0 - frac * (1.0 - opts.simple_loss_scale), 0.1 + 0.9 * frac
 
 
-def edit_distance(ref: list[str] | str, hyp: list[str] | str) -> int:
-    """Levenshtein distance (substitutions, deletions and insertions all cost 1)."""
-    prev = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        cur = [i] + [0] * len(hyp)
-        for j, h in enumerate(hyp, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
-        prev = cur
-    return prev[-1]
-
-
 class TransducerModule(pl.LightningModule):
     """Trains ``model`` (a ``training.model`` Transducer).
 
@@ -238,21 +227,26 @@ class TransducerModule(pl.LightningModule):
             self._log_parts("dev", parts, len(batch["tokens"]))
         if self._val_decoded < self.valid_opts.cer_max_utts:
             n = min(len(batch["texts"]), self.valid_opts.cer_max_utts - self._val_decoded)
+            from training.scoring import ErrorCounts, align
+
             hyps = self.greedy_texts(batch["features"][:n], batch["feature_lens"][:n])
             for ref, hyp in zip(batch["texts"][:n], hyps, strict=True):
-                self._val_errors += edit_distance(ref, hyp)
-                self._val_chars += len(ref)
+                counts = ErrorCounts.from_ops(align(ref, hyp))
+                self._val_errors += counts.errors
+                self._val_chars += counts.ref_chars
                 if len(self._val_examples) < 3:
                     self._val_examples.append((ref, hyp))
             self._val_decoded += n
 
     @torch.no_grad()
     def greedy_texts(self, x: torch.Tensor, x_lens: torch.Tensor) -> list[str]:
+        from serving.tokens import TokenTable
         from training.decode.search import greedy_search
 
+        if getattr(self, "_table", None) is None:
+            self._table = TokenTable(self.tokens)
         enc_out, enc_lens = self.model.forward_encoder(x, x_lens)
-        hyps = greedy_search(self.model, enc_out, enc_lens)
-        return ["".join(self.tokens[i] for i in h if i > 2) for h in hyps]
+        return [self._table.decode(h) for h in greedy_search(self.model, enc_out, enc_lens)]
 
     def on_validation_epoch_end(self) -> None:
         counts = torch.tensor([float(self._val_errors), float(self._val_chars)])

@@ -1,0 +1,154 @@
+"""`hotline-asr train` and `hotline-asr eval`: train a recipe, score a model on a test set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code=1)
+
+
+def train(
+    recipe: Annotated[Path, typer.Option(help="Recipe folder holding config.yaml.")],
+    init_from: Annotated[
+        Path | None,
+        typer.Option(help="Start from this checkpoint (ours, Lightning .ckpt or icefall's)."),
+    ] = None,
+    hyper_params: Annotated[
+        Path | None,
+        typer.Option(help="icefall hyper-params.json for --init-from (default: beside it)."),
+    ] = None,
+    freeze_encoder_stacks: Annotated[
+        int | None, typer.Option(help="Freeze the front end and the first N encoder stacks.")
+    ] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps.")] = None,
+    max_time: Annotated[float | None, typer.Option(help="Stop after this many minutes.")] = None,
+    devices: Annotated[
+        int | None, typer.Option(help="CPU processes (DDP over gloo when > 1).")
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a config key: --set optim.base_lr=0.03 (repeat)."),
+    ] = None,
+    exp_dir: Annotated[
+        Path | None, typer.Option(help="Checkpoint folder (default: RECIPE/exp).")
+    ] = None,
+) -> None:
+    """Train (or resume) a recipe; checkpoints go to RECIPE/exp, runs to MLflow."""
+    import logging
+
+    from training.train import train as run_training
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    overrides = list(set_ or [])
+    if init_from is not None:
+        overrides.append(f"init.checkpoint={init_from}")
+    if hyper_params is not None:
+        overrides.append(f"init.hyper_params={hyper_params}")
+    if freeze_encoder_stacks is not None:
+        overrides.append(f"init.freeze_encoder_stacks={freeze_encoder_stacks}")
+    if max_steps is not None:
+        overrides.append(f"trainer.max_steps={max_steps}")
+    if max_time is not None:
+        overrides.append(f"trainer.max_time_minutes={max_time}")
+    if devices is not None:
+        overrides.append(f"trainer.devices={devices}")
+    try:
+        result = run_training(recipe, overrides, exp_dir=exp_dir)
+    except (FileNotFoundError, ValueError) as e:
+        raise _fail(str(e)) from e
+    if result is not None and result.averaged is not None:
+        typer.echo(
+            f"step {result.global_step}: last {result.last_checkpoint}, averaged {result.averaged}"
+            + (f", resumed from {result.resumed_from}" if result.resumed_from else "")
+            + (f", mlflow run {result.mlflow_run_id}" if result.mlflow_run_id else "")
+        )
+
+
+def eval_(
+    model: Annotated[
+        Path, typer.Option(help="Model file (ours/.ckpt/icefall .pt) or ONNX export folder.")
+    ],
+    data: Annotated[Path, typer.Option(help="Kaldi-style folder or cuts manifest (.jsonl.gz).")],
+    json_: Annotated[bool, typer.Option("--json", help="Print the full report as JSON.")] = False,
+    method: Annotated[str, typer.Option(help="greedy | beam")] = "greedy",
+    beam: Annotated[int, typer.Option(help="Beam size for --method beam.")] = 4,
+    chunk_size: Annotated[int, typer.Option(help="Chunk size, 50 Hz frames.")] = 16,
+    left_context: Annotated[int, typer.Option(help="Left context, 50 Hz frames.")] = 64,
+    streaming: Annotated[
+        bool, typer.Option("--streaming", help="Run the chunk-by-chunk streaming encoder.")
+    ] = False,
+    hotwords: Annotated[
+        Path | None, typer.Option(help="Hot words, one per line (needs --method beam).")
+    ] = None,
+    hotword_score: Annotated[float, typer.Option(help="Bonus per hot-word token.")] = 1.5,
+    hyper_params: Annotated[
+        Path | None, typer.Option(help="icefall hyper-params.json (default: beside the model).")
+    ] = None,
+    max_utts: Annotated[int | None, typer.Option(help="Score only the first N.")] = None,
+    output: Annotated[Path | None, typer.Option(help="Also write the JSON report here.")] = None,
+    mlflow: Annotated[
+        bool, typer.Option("--mlflow", help="Log the evaluation as an MLflow run.")
+    ] = False,
+    experiment: Annotated[str, typer.Option(help="MLflow experiment for --mlflow.")] = "eval",
+) -> None:
+    """Score a model: CER, substitutions/deletions/insertions, per-slice tables."""
+    from training.evaluate import EvalOptions, evaluate
+
+    words: list[str] = []
+    if hotwords is not None:
+        if not hotwords.is_file():
+            raise _fail(f"hot-word file {hotwords} not found")
+        words = [w.strip() for w in hotwords.read_text("utf-8").splitlines() if w.strip()]
+    opts = EvalOptions(
+        method=method,
+        beam=beam,
+        chunk_size=chunk_size,
+        left_context=left_context,
+        streaming=streaming,
+        hotwords=words,
+        hotword_score=hotword_score,
+        max_utts=max_utts,
+    )
+    try:
+        result = evaluate(model, data, opts, hyper_params=hyper_params)
+    except (FileNotFoundError, ValueError) as e:
+        raise _fail(str(e)) from e
+    text = result.to_json()
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")
+    if json_:
+        typer.echo(text)
+    else:
+        typer.echo(result.report.format_table())
+        typer.echo(f"RTF {result.rtf:.3f} ({result.audio_seconds:.1f} s audio)")
+    if mlflow:
+        import tempfile
+
+        from registry.tracking import log_evaluation
+
+        o = result.report.overall
+        with tempfile.TemporaryDirectory() as tmp:
+            report = Path(tmp) / "eval_report.json"
+            report.write_text(text, encoding="utf-8")
+            run_id = log_evaluation(
+                experiment,
+                f"{Path(model).name} on {Path(data).name}",
+                {"model": str(model), "data": str(data), **opts.__dict__, "hotwords": len(words)},
+                {
+                    "cer": o.cer,
+                    "sub": o.sub,
+                    "del": o.del_,
+                    "ins": o.ins,
+                    "ref_chars": o.ref_chars,
+                    "rtf": result.rtf,
+                },
+                [report],
+            )
+        typer.echo(f"mlflow run {run_id}", err=True)

@@ -1,0 +1,317 @@
+"""Score a model on a test set: CER, S/D/I counts and per-slice tables (``training.scoring``).
+
+Models: our model file (``save_model``), our Lightning ``.ckpt``, an icefall checkpoint
+(``hyper-params.json`` and ``tokens.txt`` beside it), or an exported ONNX folder
+(``encoder*.onnx`` + ``tokens.txt``, decoded by ``serving.engine``).
+Data: a Kaldi-style folder (``wav.scp`` + ``text``, optional ``meta.jsonl`` for slices;
+features computed with ``serving.features``) or a Lhotse cuts manifest (``.jsonl.gz``;
+precomputed features when present, else audio).
+
+Torch models decode the chunk-masked ("simulated streaming") encoder output with the given chunk
+size and left context, or, with ``streaming=True``, run the real chunk-by-chunk streaming encoder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+LOG_EPS = math.log(1e-10)
+TAIL_PAD_FRAMES = 30  # LOG_EPS frames appended for causal models (icefall decode.py)
+SLICE_KEYS = ("voice", "speed", "pitch", "channel", "role", "domain", "unseen_template", "noise")
+
+
+@dataclass
+class EvalOptions:
+    method: str = "greedy"  # "greedy" or "beam"
+    beam: int = 4
+    chunk_size: int = 16  # 50 Hz frames
+    left_context: int = 64
+    streaming: bool = False
+    hotwords: list[str] = field(default_factory=list)
+    hotword_score: float = 1.5
+    batch_utts: int = 8
+    max_utts: int | None = None
+    num_threads: int = 1
+
+
+@dataclass
+class EvalItem:
+    id: str
+    text: str
+    slices: dict[str, str]
+    audio: Path | None = None
+    cut: Any = None  # a lhotse Cut
+
+    def samples(self) -> tuple[np.ndarray, int]:
+        if self.cut is not None:
+            audio = self.cut.load_audio()
+            return np.asarray(audio[0] if audio.ndim == 2 else audio, np.float32), int(
+                self.cut.sampling_rate
+            )
+        from serving.audio import load_audio
+
+        return load_audio(self.audio)
+
+    def features(self) -> np.ndarray:
+        if self.cut is not None and self.cut.has_features:
+            return np.asarray(self.cut.load_features(), np.float32)
+        from serving.features import compute_fbank
+
+        samples, sr = self.samples()
+        return compute_fbank(samples, sr)
+
+
+@dataclass
+class EvalResult:
+    model: str
+    data: str
+    options: EvalOptions
+    report: Any  # training.scoring.ScoreReport
+    hypotheses: list[dict[str, str]]
+    audio_seconds: float
+    decode_seconds: float
+    hotword_recall: dict[str, Any] | None = None
+
+    @property
+    def cer(self) -> float:
+        return self.report.cer
+
+    @property
+    def rtf(self) -> float:
+        return self.decode_seconds / max(self.audio_seconds, 1e-9)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "data": self.data,
+            "options": asdict(self.options),
+            **self.report.to_dict(),
+            "audio_seconds": round(self.audio_seconds, 3),
+            "decode_seconds": round(self.decode_seconds, 3),
+            "rtf": round(self.rtf, 4),
+            "hotword_recall": self.hotword_recall,
+            "hypotheses": self.hypotheses,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, indent=2)
+
+
+# ------------------------------------------------------------------------------ data
+def _slices(custom: dict[str, Any]) -> dict[str, str]:
+    return {k: str(custom[k]) for k in SLICE_KEYS if custom.get(k) is not None}
+
+
+def read_kaldi_dir(folder: Path) -> list[EvalItem]:
+    folder = Path(folder)
+    for name in ("wav.scp", "text"):
+        if not (folder / name).is_file():
+            raise FileNotFoundError(
+                f"{folder / name} is missing: a Kaldi folder needs wav.scp+text"
+            )
+
+    def table(name: str) -> dict[str, str]:
+        out = {}
+        for line in (folder / name).read_text("utf-8").splitlines():
+            parts = line.strip().split(maxsplit=1)
+            if parts:
+                out[parts[0]] = parts[1] if len(parts) > 1 else ""
+        return out
+
+    wavs, texts = table("wav.scp"), table("text")
+    meta: dict[str, dict[str, Any]] = {}
+    if (folder / "meta.jsonl").is_file():
+        for line in (folder / "meta.jsonl").read_text("utf-8").splitlines():
+            if line.strip():
+                item = json.loads(line)
+                meta[str(item.get("utt_id", item.get("id")))] = item
+    missing = sorted(set(texts) - set(wavs))
+    if missing:
+        raise ValueError(f"{folder}: {len(missing)} utterance(s) in text lack wav.scp entries")
+    items = []
+    for utt, text in sorted(texts.items()):
+        p = Path(wavs[utt])
+        items.append(
+            EvalItem(
+                utt, text, _slices(meta.get(utt, {})), audio=p if p.is_absolute() else folder / p
+            )
+        )
+    return items
+
+
+def read_cuts(path: Path) -> list[EvalItem]:
+    from lhotse import CutSet
+
+    items = []
+    for cut in CutSet.from_file(path):
+        custom: dict[str, Any] = {}
+        for s in cut.supervisions:
+            custom.update(s.custom or {})
+        text = "".join(s.text or "" for s in cut.supervisions)
+        items.append(EvalItem(cut.id, text, _slices(custom), cut=cut))
+    return items
+
+
+def read_eval_data(path: Path | str) -> list[EvalItem]:
+    path = Path(path)
+    if path.is_dir():
+        return read_kaldi_dir(path)
+    if path.name.endswith((".jsonl.gz", ".jsonl")):
+        return read_cuts(path)
+    raise ValueError(f"{path}: give a Kaldi-style folder or a cuts manifest (.jsonl.gz)")
+
+
+# ----------------------------------------------------------------------------- models
+def is_onnx_folder(path: Path) -> bool:
+    return Path(path).is_dir() and any(Path(path).glob("encoder*.onnx"))
+
+
+def load_torch_model(path: Path | str, hyper_params: Path | str | None = None):
+    """(Transducer in eval mode, token list) from any checkpoint kind the trainer reads."""
+    from training.model.transducer import Transducer
+    from training.train import read_init_checkpoint
+
+    init = read_init_checkpoint(path, hyper_params)
+    if init.tokens is None:
+        raise FileNotFoundError(f"{path}: no token list inside and no tokens.txt beside it")
+    model = Transducer(init.config)
+    model.load_state_dict(init.state_dict, strict=True)
+    return model.eval(), list(init.tokens)
+
+
+def _batches(items: list[EvalItem], n: int) -> Iterator[list[EvalItem]]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
+
+
+def _decode_torch(model, tokens, items: list[EvalItem], opts: EvalOptions) -> list[str]:
+    import torch
+
+    from serving.context_graph import ContextGraph
+    from serving.tokens import TokenTable
+    from training.decode.search import greedy_search, modified_beam_search
+
+    table = TokenTable(tokens)
+    graph = None
+    if opts.hotwords:
+        if opts.method != "beam":
+            raise ValueError("hot words need --method beam (greedy search cannot use them)")
+        graph = ContextGraph.from_texts(opts.hotwords, table.encode, score=opts.hotword_score)
+    causal = bool(getattr(model.config, "causal", True))
+    hyps: list[str] = []
+    for batch in _batches(items, opts.batch_utts):
+        feats = [torch.from_numpy(it.features()) for it in batch]
+        if opts.streaming:
+            from training.decode.streaming import streaming_encode
+
+            enc, enc_lens = streaming_encode(model, feats, opts.chunk_size, opts.left_context)
+        else:
+            pad = TAIL_PAD_FRAMES if causal else 0
+            lens = torch.tensor([f.shape[0] + pad for f in feats], dtype=torch.int64)
+            x = torch.full((len(feats), int(lens.max()), feats[0].shape[1]), LOG_EPS)
+            for i, f in enumerate(feats):
+                x[i, : f.shape[0]] = f
+            with torch.no_grad():
+                enc, enc_lens = model.forward_encoder(
+                    x, lens, chunk_size=opts.chunk_size, left_context_frames=opts.left_context
+                )
+        if opts.method == "greedy":
+            ids = greedy_search(model, enc, enc_lens)
+        elif opts.method == "beam":
+            ids = modified_beam_search(model, enc, enc_lens, beam=opts.beam, context_graph=graph)
+        else:
+            raise ValueError(f"unknown method {opts.method!r}: use greedy or beam")
+        hyps.extend(table.decode(h) for h in ids)
+    return hyps
+
+
+def _decode_onnx(folder: Path, items: list[EvalItem], opts: EvalOptions) -> list[str]:
+    try:
+        from serving.engine.recognizer import Recognizer
+    except ImportError as e:  # the engine is optional in a training-only checkout
+        raise RuntimeError(
+            f"{folder} is an ONNX model but serving.engine is unavailable: {e}"
+        ) from e
+
+    rec = Recognizer.from_folder(
+        folder,
+        num_threads=opts.num_threads,
+        decoding_method="greedy_search" if opts.method == "greedy" else "modified_beam_search",
+        beam=opts.beam,
+        hotwords=opts.hotwords or None,
+        hotwords_score=opts.hotword_score,
+    )
+    hyps = []
+    for it in items:
+        samples, sr = it.samples()
+        stream = rec.create_stream()
+        stream.accept_waveform(sr, samples)
+        stream.input_finished()
+        parts = []
+        while rec.is_ready(stream):
+            rec.decode_stream(stream)
+            if rec.is_endpoint(stream):
+                parts.append(rec.get_result(stream).text)
+                rec.reset(stream)
+        parts.append(rec.get_result(stream).text)
+        hyps.append("".join(parts))
+    return hyps
+
+
+def evaluate(
+    model_path: Path | str,
+    data_path: Path | str,
+    options: EvalOptions | None = None,
+    hyper_params: Path | str | None = None,
+) -> EvalResult:
+    """Decode ``data_path`` with ``model_path`` and score it."""
+    from training.scoring import ScoredUtt, hotword_recall, score
+
+    opts = options or EvalOptions()
+    items = read_eval_data(data_path)
+    if opts.max_utts:
+        items = items[: opts.max_utts]
+    if not items:
+        raise ValueError(f"{data_path}: no utterances to evaluate")
+    if is_onnx_folder(Path(model_path)):
+        t0 = time.perf_counter()
+        hyps = _decode_onnx(Path(model_path), items, opts)
+    else:
+        import torch
+
+        if opts.num_threads > 0:
+            torch.set_num_threads(opts.num_threads)
+        model, tokens = load_torch_model(model_path, hyper_params)
+        t0 = time.perf_counter()
+        hyps = _decode_torch(model, tokens, items, opts)
+    seconds = time.perf_counter() - t0  # features + encoder + search, not model loading
+    audio_seconds = sum(_duration(it) for it in items)
+    pairs = [ScoredUtt(it.id, it.text, h, it.slices) for it, h in zip(items, hyps, strict=True)]
+    report = score(pairs)
+    recall = hotword_recall(pairs, opts.hotwords) if opts.hotwords else None
+    return EvalResult(
+        model=str(model_path),
+        data=str(data_path),
+        options=opts,
+        report=report,
+        hypotheses=[{"id": p.id, "ref": p.ref, "hyp": p.hyp} for p in pairs],
+        audio_seconds=audio_seconds,
+        decode_seconds=seconds,
+        hotword_recall=recall,
+    )
+
+
+def _duration(it: EvalItem) -> float:
+    if it.cut is not None:
+        return float(it.cut.duration)
+    from serving.audio import audio_info
+
+    return float(audio_info(it.audio).duration)

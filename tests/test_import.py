@@ -334,3 +334,27 @@ def test_import_neural_voice(neural_voice: Path, tmp_path: Path) -> None:
             assert s.speaker == "nvzh-f01"
             assert s.custom["role"] == info["role"] and s.custom["domain"] == info["domain"]
         assert {c.id for c in cuts} == set(meta)
+
+
+def test_synth_meta_voice_object_is_flattened(tmp_path: Path) -> None:
+    src = make_kaldi(tmp_path / "c" / "train", {"s1": "您好"})
+    meta = {
+        "utt_id": "s1",
+        "speaker": "Mike-p3",
+        "sample_rate": 8000,
+        "role": "agent",
+        "voice": {"variant": "Mike", "speed": 146, "pitch": 36},
+        "channel": {"codec": "mulaw", "snr_db": 20.5},
+    }
+    (src / "meta.jsonl").write_text(json.dumps(meta) + "\n")
+    (src / "utt2spk").unlink()
+    import_corpus(tmp_path / "c", "syn", out_dir=tmp_path / "d")
+    (sup,) = load_manifest(supervisions_path(tmp_path / "d" / "manifests", "syn", "train"))
+    assert sup.speaker == "Mike-p3"
+    assert sup.custom == {
+        "role": "agent",
+        "voice": "Mike",
+        "speed": 146,
+        "pitch": 36,
+        "channel": {"codec": "mulaw", "snr_db": 20.5},
+    }

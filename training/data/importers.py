@@ -186,6 +186,15 @@ def _read_meta(path: Path, log: ProblemLog) -> dict[str, tuple[dict, int]]:
 
 
 def _meta_custom(meta: dict) -> dict[str, Any]:
+    """The META_FIELDS of a meta.jsonl entry. A ``voice`` object (the synth's
+    ``{"variant", "speed", "pitch"}``) is flattened into voice, speed and pitch; a ``channel``
+    object (codec, band, noise, SNR) is kept whole."""
+    meta = dict(meta)
+    voice = meta.get("voice")
+    if isinstance(voice, dict):
+        meta["voice"] = voice.get("variant", voice.get("name"))
+        for key in ("speed", "pitch"):
+            meta.setdefault(key, voice.get(key))
     return {k: meta[k] for k in META_FIELDS if meta.get(k) is not None}
 
 

@@ -1,0 +1,80 @@
+"""``hotline-asr transcribe``: offline transcription of recordings with the ONNX engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def _read_hotwords(hotwords: list[str] | None, hotwords_file: Path | None) -> list[str]:
+    words = [w for item in hotwords or [] for w in item.split(",") if w.strip()]
+    if hotwords_file is not None:
+        if not hotwords_file.is_file():
+            raise typer.BadParameter(
+                f"{hotwords_file} does not exist", param_hint="--hotwords-file"
+            )
+        words += [line.strip() for line in hotwords_file.read_text("utf-8").splitlines()]
+    return [w.strip() for w in words if w.strip()]
+
+
+def transcribe(
+    files: Annotated[list[Path], typer.Argument(help="WAV/FLAC files (mono, or 2-channel calls).")],
+    model: Annotated[
+        Path,
+        typer.Option(
+            "--model", help="Folder with encoder*.onnx, decoder*.onnx, joiner*.onnx, tokens.txt."
+        ),
+    ],
+    num_threads: Annotated[int, typer.Option(help="onnxruntime threads per session.")] = 1,
+    decoding_method: Annotated[
+        str, typer.Option(help="greedy_search or modified_beam_search.")
+    ] = "greedy_search",
+    beam: Annotated[int, typer.Option(help="Active paths for modified_beam_search.")] = 4,
+    hotwords: Annotated[
+        list[str] | None,
+        typer.Option("--hotword", help="Hot word (repeat, or comma-separated); beam search only."),
+    ] = None,
+    hotwords_file: Annotated[
+        Path | None, typer.Option(help="File with one hot word per line; beam search only.")
+    ] = None,
+    hotwords_score: Annotated[float, typer.Option(help="Bonus per hot-word token.")] = 1.5,
+    int8: Annotated[bool, typer.Option(help="Use the *.int8.onnx files.")] = False,
+    max_segment_s: Annotated[float, typer.Option(help="Longest VAD segment (s).")] = 20.0,
+    max_batch_size: Annotated[int, typer.Option(help="Segments decoded together.")] = 32,
+) -> None:
+    """Transcribe files; print one JSON line per file:
+    {"file", "text", "sentences": [{"leg", "start_ms", "end_ms", "text"}], "duration_s", "rtf"}.
+    In 2-channel files leg 0 is the agent and leg 1 the caller."""
+    import json
+
+    from serving.engine.offline import Transcriber
+    from serving.engine.recognizer import Recognizer
+    from serving.engine.vad import VadOptions
+
+    words = _read_hotwords(hotwords, hotwords_file)
+    if words and decoding_method != "modified_beam_search":
+        raise typer.BadParameter(
+            "hot words need --decoding-method modified_beam_search", param_hint="--hotword"
+        )
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise typer.BadParameter(f"no such file(s): {', '.join(missing)}", param_hint="FILES")
+    try:
+        rec = Recognizer.from_folder(
+            model,
+            num_threads=num_threads,
+            decoding_method=decoding_method,
+            beam=beam,
+            hotwords=words,
+            hotwords_score=hotwords_score,
+            int8=int8,
+            max_batch_size=max_batch_size,
+        )
+    except (FileNotFoundError, ValueError) as e:
+        raise typer.BadParameter(str(e), param_hint="--model") from e
+    transcriber = Transcriber(rec, VadOptions(max_segment_s=max_segment_s))
+    for f in files:
+        result = transcriber.transcribe_file(f)
+        typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))

@@ -176,6 +176,7 @@ _DATE_RE = re.compile(
     r"(\d{4})\s*([-/.年])\s*(\d{1,2})\s*([-/.月])\s*(\d{1,2})(?!\d)(?:\s*([日号]))?"
 )
 _TIME_RE = re.compile(r"(\d{1,2})[:：](\d{2})(?:[:：](\d{2}))?(?!\d)")
+_TIME_RANGE_BEFORE = re.compile(r"\d[:：]\d{2}\s*[-~～—–]\s*$")
 _PERCENT_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([%‰])")
 _CURRENCY_RE = re.compile(r"([¥$])\s*(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)")
 _RANGE_RE = re.compile(r"(\d+(?:\.\d+)?)\s*[-~—–]\s*(\d+(?:\.\d+)?)")
@@ -345,6 +346,8 @@ def _time(m: re.Match[str], before: str, after: str) -> str | None:
         out += ("零" if 0 < mi < 10 else "") + read_cardinal(mi) + "分"
     if se:
         out += ("零" if se < 10 else "") + read_cardinal(se) + "秒"
+    if _TIME_RANGE_BEFORE.search(before):
+        out = "到" + out  # 9:00-17:00 -> 九点到十七点
     return out
 
 

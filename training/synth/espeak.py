@@ -34,6 +34,11 @@ MALE_VARIANTS = (
 VARIANTS = FEMALE_VARIANTS + MALE_VARIANTS
 SPEED_RANGE = (120, 200)  # words per minute (espeak -s)
 PITCH_RANGE = (30, 70)  # espeak -p, 0-99
+# A sentence with all tones and the loudest vowels, used to check variants.
+TEST_SENTENCE_FOR_VARIANTS = (
+    "nin2 hao3 zhe4 li3 shi4 yao1 er4 san1 si4 wu3 shi4 min2 fu2 wu4 re4 xian4 qing3 wen4 "
+    "you3 shen2 me5 wen4 ti2"
+)
 AMPLITUDE = 40  # espeak -a; the default 100 clips (int16 saturates) for most variants
 
 

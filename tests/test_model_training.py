@@ -125,3 +125,25 @@ def test_non_causal_model_rejects_chunking():
     assert out.shape[1] == lens.item() == ((60 - 7) // 2 + 1) // 2
     with pytest.raises(ValueError, match="causal"):
         m.streaming_forward_encoder(x, torch.tensor([60]), [], 16, 64)
+
+
+def test_tiny_model_fits_a_batch():
+    """A few Adam steps on one batch: both transducer losses must fall clearly."""
+    torch.manual_seed(0)
+    random.seed(0)
+    m = Transducer(preset("tiny", vocab_size=20)).train()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 70, 80, generator=g)
+    x_lens = torch.tensor([70, 62])
+    y = [[3, 5, 7, 9], [4, 6, 8]]
+    opt = torch.optim.Adam(m.parameters(), lr=3e-3)
+    history = []
+    for step in range(20):
+        set_batch_count(m, 20000 + step)
+        simple, pruned, _ = m(x, x_lens, y)
+        opt.zero_grad()
+        (0.5 * simple + pruned).backward()
+        opt.step()
+        history.append((simple.item(), pruned.item()))
+    assert history[-1][0] < 0.4 * history[0][0], history
+    assert history[-1][1] < 0.4 * history[0][1], history

@@ -21,6 +21,12 @@ def make_pad_mask(lengths: Tensor, max_len: int | None = None) -> Tensor:
 
 
 class Transducer(nn.Module):
+    """Streaming Zipformer2 transducer; `state_dict()` keys are icefall's `AsrModel` keys.
+
+    Submodules: `encoder_embed` (Conv2dSubsampling), `encoder` (Zipformer2), `decoder`,
+    `joiner`, `simple_am_proj`, `simple_lm_proj` and, with `use_ctc`, `ctc_output`.
+    """
+
     def __init__(self, config: ZipformerConfig):
         super().__init__()
         self.config = config

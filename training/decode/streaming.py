@@ -136,6 +136,6 @@ class StreamingDecoder:
         if isinstance(features, Tensor) and features.ndim == 2:
             features = [features]
         results: list[DecodeResult] = []
-        for results in self.iter_chunks(list(features)):
-            pass
+        for partial in self.iter_chunks(list(features)):
+            results = partial
         return results

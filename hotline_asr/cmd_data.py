@@ -116,10 +116,12 @@ def stats(
         Path | None,
         typer.Option(help="Character list (one per line, or a tokens.txt) to measure coverage."),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON {corpus: {split: {...}}} instead of a table.")
+    ] = False,
 ) -> None:
     """Hours, utterances, speakers and characters per split."""
-    from training.data.stats import corpus_stats, format_table, read_char_list
+    from training.data.stats import corpus_stats, format_table, read_char_list, to_json_tree
 
     try:
         char_list = read_char_list(chars) if chars else None
@@ -127,6 +129,6 @@ def stats(
     except (FileNotFoundError, ValueError) as e:
         raise _fail(str(e)) from None
     if as_json:
-        typer.echo(json.dumps([r.to_dict() for r in rows], ensure_ascii=False, indent=2))
+        typer.echo(json.dumps(to_json_tree(rows), ensure_ascii=False, indent=2))
     else:
         typer.echo(format_table(rows))

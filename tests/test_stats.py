@@ -77,7 +77,8 @@ def test_cli_table_and_json(manifests: Path) -> None:
     res = runner.invoke(
         app, ["data", "stats", "--corpus", "tiny", "--manifests", str(manifests), "--json"]
     )
-    rows = json.loads(res.output)
-    assert [r["utterances"] for r in rows] == [1, 3]
+    tree = json.loads(res.output)
+    assert tree["tiny"]["train"]["utterances"] == 3 and tree["tiny"]["dev"]["speakers"] == 1
+    assert tree["tiny"]["train"]["hours"] == pytest.approx(4.0 / 3600)
     res = runner.invoke(app, ["data", "stats", "--corpus", "nope", "--manifests", str(manifests)])
     assert res.exit_code == 1 and "run `hotline-asr data import` first" in res.output

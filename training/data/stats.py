@@ -9,7 +9,14 @@ from pathlib import Path
 
 from training.data.manifests import find_corpora, find_splits, supervisions_path
 
-__all__ = ["SplitStats", "corpus_stats", "format_table", "read_char_list", "split_stats"]
+__all__ = [
+    "SplitStats",
+    "corpus_stats",
+    "format_table",
+    "read_char_list",
+    "split_stats",
+    "to_json_tree",
+]
 
 
 @dataclass
@@ -102,6 +109,17 @@ def corpus_stats(
             sups = load_manifest_lazy(supervisions_path(manifests, name, split))
             out.append(split_stats(sups, name, split, char_list))
     return out
+
+
+def to_json_tree(rows: list[SplitStats]) -> dict[str, dict[str, dict]]:
+    """``{corpus: {split: {hours: ..., utterances: ...}}}`` (nested objects, as ``dvc metrics``
+    reads them)."""
+    tree: dict[str, dict[str, dict]] = {}
+    for r in rows:
+        d = r.to_dict()
+        corpus, split = d.pop("corpus"), d.pop("split")
+        tree.setdefault(corpus, {})[split] = d
+    return tree
 
 
 def format_table(rows: list[SplitStats]) -> str:

@@ -1,0 +1,109 @@
+"""A training run that dies mid-way resumes from its last checkpoint: the step count continues
+and the optimizer (ScaledAdam) and schedule (Eden) state are the saved ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+
+torch.set_num_threads(1)
+
+
+class Crash(Callback):
+    """Kills the run (an exception out of the training loop) after ``at`` optimizer steps."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step >= self.at:
+            raise RuntimeError("simulated crash")
+
+
+class AtStart(Callback):
+    """Records what the resumed run starts from."""
+
+    def __init__(self) -> None:
+        self.seen: dict = {}
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        opt = trainer.optimizers[0]
+        self.seen = {
+            "step": trainer.global_step,
+            "optimizer": _clone(opt.state_dict()),
+            "eden": dict(pl_module.scheduler.state_dict()),
+            "weights": {k: v.clone() for k, v in pl_module.model.state_dict().items()},
+        }
+
+
+def _clone(obj):
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().clone()
+    if isinstance(obj, dict):
+        return {k: _clone(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_clone(v) for v in obj)
+    return obj
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.shape == b.shape and torch.equal(a, b)
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
+@pytest.fixture(scope="module")
+def corpus(neural_voice: Path, tmp_path_factory):
+    from training.lightning.smoke import make_smoke_corpus
+
+    return make_smoke_corpus(
+        neural_voice / "train", neural_voice / "dev", tmp_path_factory.mktemp("smoke"), 6, 3
+    )
+
+
+def test_interrupted_run_resumes_step_and_optimizer_state(corpus, tmp_path: Path):
+    from training.lightning.smoke import write_smoke_recipe
+    from training.train import train
+
+    recipe = write_smoke_recipe(
+        tmp_path / "recipe", corpus, {"data": {"dev_cuts": [], "max_duration": 8}}
+    )
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(recipe, ["trainer.max_steps=20"], extra_callbacks=[Crash(at=5)])
+    exp = recipe / "exp"
+    assert sorted(p.name for p in exp.glob("step-*.ckpt")) == [
+        "step-00000002.ckpt",
+        "step-00000004.ckpt",
+    ]
+    saved = torch.load(exp / "last.ckpt", map_location="cpu", weights_only=False)
+    assert saved["global_step"] == 4
+
+    probe = AtStart()
+    result = train(recipe, ["trainer.max_steps=7"], extra_callbacks=[probe])
+    assert result.resumed_from is not None
+    assert probe.seen["step"] == 4
+    assert _same(probe.seen["optimizer"], saved["optimizer_states"][0])
+    assert probe.seen["optimizer"]["state"], "ScaledAdam state must not be empty after resume"
+    assert probe.seen["eden"] == saved["eden"] and saved["eden"]["batch"] >= 4
+    sd = {k[6:]: v for k, v in saved["state_dict"].items() if k.startswith("model.")}
+    assert _same(probe.seen["weights"], sd)
+    assert result.global_step == 7
+    final = torch.load(exp / "last.ckpt", map_location="cpu", weights_only=False)
+    assert final["global_step"] == 7
+    assert not _same(
+        {k[6:]: v for k, v in final["state_dict"].items() if k.startswith("model.")}, sd
+    )
+
+    # The averaged model is in our own format and loads.
+    from training.model.checkpoint import load_model
+
+    model, config, tokens = load_model(result.averaged)
+    assert tokens[:3] == ["<blk>", "<sos/eos>", "<unk>"]
+    assert config.vocab_size == len(tokens)

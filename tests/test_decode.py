@@ -230,3 +230,67 @@ def test_streaming_rejects_bad_options(model):
         StreamingDecoder(model, context_graph=ContextGraph([[3]]))
     with pytest.raises(ValueError, match="even"):
         StreamingDecoder(model, chunk_size=15)
+
+
+def _fixture_noise() -> torch.Tensor:
+    """The fixture README's sherpa-onnx check input: 1 s of N(0, 0.1^2) noise (numpy seed
+    1234) and 0.66 s of zeros, at 16 kHz."""
+    np = pytest.importorskip("numpy")
+    noise = np.random.default_rng(1234).normal(0, 0.1, 16000).astype(np.float32)
+    return np.concatenate([noise, np.zeros(int(0.66 * 16000), np.float32)])
+
+
+def _decode_full_windows(model, features: torch.Tensor, searcher) -> DecodeResult:
+    """Feed only complete 45-frame windows, as sherpa-onnx does without tail padding."""
+    states = model.get_init_states(1, "cpu", left_context_frames=64)
+    with torch.no_grad():
+        for k in range((features.shape[0] - 45) // 32 + 1):
+            window = features[None, 32 * k : 32 * k + 45]
+            out, lens, states = model.streaming_forward_encoder(
+                window, torch.tensor([45]), states, 16, 64
+            )
+            searcher.step(model.joiner.encoder_proj(out), lens)
+    return searcher.results()[0]
+
+
+def test_fixture_model_reproduces_sherpa_onnx(icefall_fixture):
+    import json
+
+    from serving.features import compute_fbank
+    from training.decode.search import GreedySearcher
+    from training.model.checkpoint import load_icefall_checkpoint
+
+    if not (icefall_fixture / "epoch-99.pt").is_file():
+        pytest.skip("icefall fixture missing")
+    audio = _fixture_noise()
+    features = torch.from_numpy(compute_fbank(audio, 16000))
+    model, _ = load_icefall_checkpoint(icefall_fixture / "epoch-99.pt")
+    tokens = [line.split()[0] for line in open(icefall_fixture / "tokens.txt", encoding="utf-8")]
+
+    greedy = _decode_full_windows(model, features, GreedySearcher(model, 1))
+    recorded = json.loads((icefall_fixture / "onnx-io.json").read_text())["sherpa_onnx_check"]
+    assert "".join(tokens[t] for t in greedy.tokens) == recorded["result_text"]
+
+    sherpa_onnx = pytest.importorskip("sherpa_onnx")
+    beam = _decode_full_windows(model, features, BeamSearcher(model, 1, beam=4))
+    for method, ours in (("greedy_search", greedy), ("modified_beam_search", beam)):
+        recognizer = sherpa_onnx.OnlineRecognizer.from_transducer(
+            str(icefall_fixture / "tokens.txt"),
+            str(icefall_fixture / "encoder-chunk-16-left-64.onnx"),
+            str(icefall_fixture / "decoder-chunk-16-left-64.onnx"),
+            str(icefall_fixture / "joiner-chunk-16-left-64.onnx"),
+            num_threads=1,
+            sample_rate=16000,
+            feature_dim=80,
+            decoding_method=method,
+            max_active_paths=4,
+        )
+        stream = recognizer.create_stream()
+        stream.accept_waveform(16000, audio)
+        stream.input_finished()
+        while recognizer.is_ready(stream):
+            recognizer.decode_stream(stream)
+        result = recognizer.get_result_all(stream)
+        assert result.text == "".join(tokens[t] for t in ours.tokens), method
+        # sherpa-onnx reports seconds: 4 x 10 ms feature frames per encoder frame
+        assert [round(s / 0.04) for s in result.timestamps] == ours.timestamps, method

@@ -38,11 +38,14 @@ def synth(
     summary = generate_corpus(options, out, jobs=max(1, jobs), progress=progress)
     for split, n in summary.utterances.items():
         typer.echo(f"{split}: {n} utterances, {summary.hours[split]:.3f} h")
-    rate = summary.total_hours / (summary.wall_seconds / 3600.0) if summary.wall_seconds else 0.0
     typer.echo(
-        f"wrote {out} ({summary.synthesized} synthesized, {summary.skipped} already there) in "
-        f"{summary.wall_seconds:.1f} s: {rate:.1f} audio hours per wall hour"
+        f"wrote {out}: {summary.synthesized} utterances synthesized "
+        f"({summary.synthesized_hours:.3f} h), {summary.skipped} already there, "
+        f"{summary.wall_seconds:.1f} s"
     )
+    if summary.synthesized_hours > 0:
+        rate = summary.synthesized_hours / (summary.wall_seconds / 3600.0)
+        typer.echo(f"speed: {rate:.1f} audio hours per wall hour with {jobs} jobs")
 
 
 def render_call(

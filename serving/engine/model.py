@@ -219,8 +219,10 @@ class OnlineTransducerModel:
             return [batched]
         out: list[list[np.ndarray]] = [[] for _ in range(n)]
         for spec, value in zip(self.state_specs, batched, strict=True):
-            for i, part in enumerate(np.split(value, n, axis=spec.batch_axis)):
-                out[i].append(part)
+            lead = (slice(None),) * spec.batch_axis
+            for i in range(n):
+                # A view: the streams of one batch share its arrays until their next call.
+                out[i].append(value[(*lead, slice(i, i + 1))])
         return out
 
     # --- networks ---------------------------------------------------------------------------

@@ -69,17 +69,21 @@ class Transcriber:
     def decode_segments(
         self, samples: np.ndarray, sample_rate: int, segments: list[SpeechSegment]
     ) -> list[str]:
-        """Text of each segment (same order), decoded in refilled batches."""
+        """Text of each segment of one signal (same order)."""
+        return self.decode_pieces([samples[s.pad_start : s.pad_end] for s in segments], sample_rate)
+
+    def decode_pieces(self, pieces: list[np.ndarray], sample_rate: int) -> list[str]:
+        """Text of each audio piece, each decoded as its own stream. Up to ``max_batch_size``
+        streams are decoded together; a finished stream's slot goes to the next piece."""
         rec = self.recognizer
-        texts = [""] * len(segments)
-        pending = list(range(len(segments)))[::-1]
+        texts = [""] * len(pieces)
+        pending = list(range(len(pieces)))[::-1]
         active: list[tuple[int, Stream]] = []
         while pending or active:
             while pending and len(active) < rec.max_batch_size:
                 i = pending.pop()
-                seg = segments[i]
                 s = rec.create_stream()
-                s.accept_waveform(sample_rate, samples[seg.pad_start : seg.pad_end])
+                s.accept_waveform(sample_rate, pieces[i])
                 s.input_finished()
                 active.append((i, s))
             rec.decode_streams([s for _, s in active])
@@ -93,20 +97,24 @@ class Transcriber:
         return texts
 
     def transcribe_samples(self, channels: list[np.ndarray], sample_rate: int) -> list[Sentence]:
-        """Sentences of all channels (one leg each), merged by start time."""
-        sentences: list[Sentence] = []
-        for leg, x in enumerate(channels):
-            segs = self.segments(x, sample_rate)
-            for seg, text in zip(segs, self.decode_segments(x, sample_rate, segs), strict=True):
-                if text:
-                    sentences.append(
-                        Sentence(
-                            leg=leg,
-                            start_ms=int(round(seg.start_s * 1000)),
-                            end_ms=int(round(seg.end_s * 1000)),
-                            text=text,
-                        )
-                    )
+        """Sentences of all channels (one leg each, segmented separately, decoded in one
+        batch pool), merged by start time."""
+        found = [
+            (leg, x, seg) for leg, x in enumerate(channels) for seg in self.segments(x, sample_rate)
+        ]
+        pieces = [x[seg.pad_start : seg.pad_end] for _, x, seg in found]
+        sentences = [
+            Sentence(
+                leg=leg,
+                start_ms=int(round(seg.start_s * 1000)),
+                end_ms=int(round(seg.end_s * 1000)),
+                text=text,
+            )
+            for (leg, _, seg), text in zip(
+                found, self.decode_pieces(pieces, sample_rate), strict=True
+            )
+            if text
+        ]
         sentences.sort(key=lambda s: (s.start_ms, s.leg))
         return sentences
 

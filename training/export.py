@@ -32,7 +32,6 @@ class ExportOptions:
     left_context: int = 64
     int8: bool = True
     opset: int = 13
-    feature_dim: int = 80
 
 
 @dataclass
@@ -262,7 +261,8 @@ def export_encoder(model: nn.Module, path: Path, options: ExportOptions) -> dict
             f"{len(LAYER_STATE_KINDS)} per layer plus embed_states and processed_lens"
         )
     axes = _batch_axes(model, options.left_context)
-    x = torch.zeros(1, int(meta["T"]), options.feature_dim)
+    feature_dim = int(model.config.feature_dim)
+    x = torch.zeros(1, int(meta["T"]), feature_dim)
     dynamic = {"x": {0: "N"}, "encoder_out": {0: "N"}}
     for name, axis in zip(names, axes, strict=True):
         dynamic[name] = {axis: "N"}
@@ -284,7 +284,7 @@ def export_encoder(model: nn.Module, path: Path, options: ExportOptions) -> dict
 
     elem = {torch.float32: onnx.TensorProto.FLOAT, torch.int64: onnx.TensorProto.INT64}
     joiner_dim = model.joiner.encoder_proj.weight.shape[0]
-    inputs = {"x": ([None, int(meta["T"]), options.feature_dim], onnx.TensorProto.FLOAT)}
+    inputs = {"x": ([None, int(meta["T"]), feature_dim], onnx.TensorProto.FLOAT)}
     outputs = {"encoder_out": ([None, -1, joiner_dim], onnx.TensorProto.FLOAT)}
     for name, s, axis in zip(names, states, axes, strict=True):
         inputs[name] = (spec(s.shape, axis), elem[s.dtype])
@@ -388,11 +388,11 @@ def export_transducer(
     tokens: list[str],
     options: ExportOptions | None = None,
 ) -> ExportedModel:
-    """Export a loaded ``Transducer`` to ``out_dir`` (created if needed)."""
+    """Export a loaded ``Transducer`` (put in eval mode) to ``out_dir`` (created if needed)."""
     options = options or ExportOptions()
+    _check_options(model, options)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _check_options(model, options)
     start = time.perf_counter()
     model = model.eval()
     paths = {k: out / f"{k}.onnx" for k in ("encoder", "decoder", "joiner")}
@@ -403,13 +403,9 @@ def export_transducer(
         joiner=paths["joiner"],
         tokens=write_tokens(tokens, out / "tokens.txt", model.decoder.vocab_size),
     )
-    torch_threads = torch.get_num_threads()
-    try:
-        result.encoder_metadata = export_encoder(model, paths["encoder"], options)
-        result.decoder_metadata = export_decoder(model, paths["decoder"], options)
-        result.joiner_metadata = export_joiner(model, paths["joiner"], options)
-    finally:
-        torch.set_num_threads(torch_threads)
+    result.encoder_metadata = export_encoder(model, paths["encoder"], options)
+    result.decoder_metadata = export_decoder(model, paths["decoder"], options)
+    result.joiner_metadata = export_joiner(model, paths["joiner"], options)
     if options.int8:
         for kind, src in paths.items():
             result.int8[kind] = quantize_int8(src, out / f"{kind}.int8.onnx", INT8_OP_TYPES[kind])
@@ -428,13 +424,17 @@ def load_for_export(model_path: str | Path, tokens: str | Path | None = None):
     path = Path(model_path)
     if not path.is_file():
         raise FileNotFoundError(f"model file {path} does not exist")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    try:  # peek at the format without reading the weights
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError:  # legacy (non-zip) torch.save files cannot be memory-mapped
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    ours = isinstance(payload, dict) and payload.get("format") == FORMAT
+    del payload
     table: list[str] | None = None
-    if isinstance(payload, dict) and payload.get("format") == FORMAT:
+    if ours:
         model, _, table = load_model(path)
     else:
         model, _ = load_icefall_checkpoint(path)
-    del payload
     if tokens is not None:
         table = read_tokens(tokens)
     elif table is None:

@@ -132,6 +132,10 @@ def compute_fbank_for_split(
     jobs = max(1, min(int(jobs), len(cuts)))
     try:
         if jobs > 1:
+            # Warm up in the parent (imports scipy.signal, designs the resampling filters):
+            # forked workers inherit that instead of each paying seconds for it.
+            for rate in sorted({c.sampling_rate for c in cuts}):
+                extractor.extract(np.zeros(rate // 10, dtype=np.float32), rate)
             # fork: the workers inherit the imported modules instead of re-importing torch.
             ctx = multiprocessing.get_context("fork")
             with ProcessPoolExecutor(jobs, mp_context=ctx) as pool:

@@ -253,44 +253,79 @@ def _decode_full_windows(model, features: torch.Tensor, searcher) -> DecodeResul
     return searcher.results()[0]
 
 
-def test_fixture_model_reproduces_sherpa_onnx(icefall_fixture):
-    import json
-
+@pytest.fixture(scope="module")
+def fixture_case(icefall_fixture):
+    """The icefall fixture model, its tokens, the check audio and its fbank."""
     from serving.features import compute_fbank
-    from training.decode.search import GreedySearcher
     from training.model.checkpoint import load_icefall_checkpoint
 
     if not (icefall_fixture / "epoch-99.pt").is_file():
         pytest.skip("icefall fixture missing")
     audio = _fixture_noise()
-    features = torch.from_numpy(compute_fbank(audio, 16000))
     model, _ = load_icefall_checkpoint(icefall_fixture / "epoch-99.pt")
     tokens = [line.split()[0] for line in open(icefall_fixture / "tokens.txt", encoding="utf-8")]
+    return model, tokens, audio, torch.from_numpy(compute_fbank(audio, 16000))
 
+
+def _sherpa(fixture_dir, audio, method: str, **kw):
+    sherpa_onnx = pytest.importorskip("sherpa_onnx")
+    recognizer = sherpa_onnx.OnlineRecognizer.from_transducer(
+        str(fixture_dir / "tokens.txt"),
+        str(fixture_dir / "encoder-chunk-16-left-64.onnx"),
+        str(fixture_dir / "decoder-chunk-16-left-64.onnx"),
+        str(fixture_dir / "joiner-chunk-16-left-64.onnx"),
+        num_threads=1,
+        sample_rate=16000,
+        feature_dim=80,
+        decoding_method=method,
+        max_active_paths=4,
+        **kw,
+    )
+    stream = recognizer.create_stream()
+    stream.accept_waveform(16000, audio)
+    stream.input_finished()
+    while recognizer.is_ready(stream):
+        recognizer.decode_stream(stream)
+    return recognizer.get_result_all(stream)
+
+
+def test_fixture_model_reproduces_sherpa_onnx(icefall_fixture, fixture_case):
+    import json
+
+    from training.decode.search import GreedySearcher
+
+    model, tokens, audio, features = fixture_case
     greedy = _decode_full_windows(model, features, GreedySearcher(model, 1))
     recorded = json.loads((icefall_fixture / "onnx-io.json").read_text())["sherpa_onnx_check"]
     assert "".join(tokens[t] for t in greedy.tokens) == recorded["result_text"]
 
-    sherpa_onnx = pytest.importorskip("sherpa_onnx")
     beam = _decode_full_windows(model, features, BeamSearcher(model, 1, beam=4))
     for method, ours in (("greedy_search", greedy), ("modified_beam_search", beam)):
-        recognizer = sherpa_onnx.OnlineRecognizer.from_transducer(
-            str(icefall_fixture / "tokens.txt"),
-            str(icefall_fixture / "encoder-chunk-16-left-64.onnx"),
-            str(icefall_fixture / "decoder-chunk-16-left-64.onnx"),
-            str(icefall_fixture / "joiner-chunk-16-left-64.onnx"),
-            num_threads=1,
-            sample_rate=16000,
-            feature_dim=80,
-            decoding_method=method,
-            max_active_paths=4,
-        )
-        stream = recognizer.create_stream()
-        stream.accept_waveform(16000, audio)
-        stream.input_finished()
-        while recognizer.is_ready(stream):
-            recognizer.decode_stream(stream)
-        result = recognizer.get_result_all(stream)
+        result = _sherpa(icefall_fixture, audio, method)
         assert result.text == "".join(tokens[t] for t in ours.tokens), method
         # sherpa-onnx reports seconds: 4 x 10 ms feature frames per encoder frame
         assert [round(s / 0.04) for s in result.timestamps] == ours.timestamps, method
+
+
+@pytest.mark.parametrize(("words", "score"), [(["上米", "两水"], 3.0), (["就介今"], 1.0)])
+def test_fixture_hot_words_match_sherpa_onnx(icefall_fixture, fixture_case, tmp_path, words, score):
+    model, tokens, audio, features = fixture_case
+    ids = {t: i for i, t in enumerate(tokens)}
+    graph = ContextGraph.from_texts(words, lambda text: [ids[c] for c in text], score=score)
+    searcher = BeamSearcher(model, 1, beam=4, context_graph=graph)
+    _decode_full_windows(model, features, searcher)
+    plain = _decode_full_windows(model, features, BeamSearcher(model, 1, beam=4))
+
+    hotwords = tmp_path / "hotwords.txt"
+    hotwords.write_text("".join(" ".join(w) + "\n" for w in words), encoding="utf-8")
+    result = _sherpa(
+        icefall_fixture,
+        audio,
+        "modified_beam_search",
+        hotwords_file=str(hotwords),
+        hotwords_score=score,
+    )
+    # sherpa-onnx's online result is the best hypothesis without finalize()
+    ours = searcher.results(final=False)[0]
+    assert result.text == "".join(tokens[t] for t in ours.tokens)
+    assert ours.tokens != plain.tokens  # the hot words changed the result

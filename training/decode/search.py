@@ -156,7 +156,9 @@ class BeamSearcher:
 
     With a ``context_graph``, each hypothesis carries a graph state; every emitted token adds
     the graph's score change to the hypothesis score, and ``results(final=True)`` applies
-    ``finalize`` so unfinished phrase matches lose their running bonus.
+    ``finalize`` so unfinished phrase matches lose their running bonus. ``strict_mode=True``
+    is sherpa-onnx's (and this project's ONNX engine's) matching; icefall's
+    ``modified_beam_search`` uses ``False`` (a match restarts at the root).
     """
 
     def __init__(
@@ -167,7 +169,7 @@ class BeamSearcher:
         context_graph: ContextGraph | None = None,
         blank_penalty: float = 0.0,
         temperature: float = 1.0,
-        strict_mode: bool = False,
+        strict_mode: bool = True,
     ) -> None:
         if beam < 1:
             raise ValueError(f"beam must be >= 1; got {beam}")
@@ -293,12 +295,13 @@ def modified_beam_search(
     blank_penalty: float = 0.0,
     temperature: float = 1.0,
     return_timestamps: bool = False,
+    strict_mode: bool = True,
 ) -> list[list[int]] | list[DecodeResult]:
     """Batched modified beam search (one symbol per frame) over encoder output (N, T, C),
-    optionally biased toward the phrases of ``context_graph``."""
+    optionally biased toward the phrases of ``context_graph`` (see ``BeamSearcher``)."""
     lens = _check_encoder(encoder_out, encoder_out_lens)
     searcher = BeamSearcher(
-        model, encoder_out.shape[0], beam, context_graph, blank_penalty, temperature
+        model, encoder_out.shape[0], beam, context_graph, blank_penalty, temperature, strict_mode
     )
     searcher.step(model.joiner.encoder_proj(encoder_out), lens)
     return _tokens_or_results(searcher.results(final=True), return_timestamps)

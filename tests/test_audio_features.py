@@ -165,3 +165,20 @@ def test_streaming_fbank_frames_are_available_early_and_rate_is_fixed() -> None:
     with pytest.raises(IndexError):
         stream.get_frames(0, 10_000)
     np.testing.assert_array_equal(first, compute_fbank(x, 8000)[:10])
+
+
+def test_serving_audio_and_features_do_not_import_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "import serving.audio, serving.features\n"
+        "serving.features.compute_fbank(np.zeros(4000, dtype=np.float32), 8000)\n"
+        "s = serving.features.StreamingFbank(); s.accept_waveform(8000, np.zeros(800)); "
+        "s.input_finished()\n"
+        "bad = [m for m in ('torch', 'lightning', 'mlflow', 'lhotse') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

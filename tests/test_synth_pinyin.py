@@ -68,6 +68,20 @@ def test_bu_sandhi(text, bu):
     assert to_pinyin(text)[text.index("不")] == bu
 
 
+@pytest.mark.parametrize(
+    "text, de",
+    [
+        ("跑得很快", "de5"),
+        ("吵得睡不着", "de5"),
+        ("我得走了", "dei3"),
+        ("记得", "de5"),
+        ("得到", "de2"),
+    ],
+)
+def test_de_particle(text, de):
+    assert to_pinyin(text)[text.index("得")] == de
+
+
 def test_erhua_merges_into_previous_syllable_but_not_for_children():
     assert to_pinyin("一点儿") == ["yi4", "dian3r"]
     assert to_pinyin("去哪儿玩儿") == ["qu4", "na3r", "wan2r"]
@@ -116,3 +130,12 @@ def subprocess_phonemes_plain_cmn(text: str) -> str:
         ["espeak-ng", "-v", "cmn", "-x", "-q", text], capture_output=True, text=True
     )
     return out.stdout
+
+
+def test_every_generated_sentence_gets_one_espeak_syllable_per_character():
+    from training.synth.textgen import TextGenerator
+
+    for s in TextGenerator(8, word_fraction=0.5).take(600):
+        syl = pinyin_for_espeak(s.text).split()
+        erhua = sum(x.endswith("r") for x in syl)
+        assert len(syl) + erhua == len(s.text), s.text

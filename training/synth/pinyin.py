@@ -9,6 +9,8 @@ that this module fixes what pypinyin or espeak get wrong for hotline speech:
 * 一: ``yi1`` when counted or ordinal (第一, 十一, 一月, 一楼, word-final), ``yi5`` between
   reduplicated verbs (看一看), otherwise ``yi2`` before a fourth tone and ``yi4`` before the rest;
 * 不: ``bu2`` before a fourth tone, keeps pypinyin's neutral ``bu5`` (差不多), else ``bu4``;
+* a lone 得 (its own jieba word) after a pronoun or 就/还/也/都 is ``dei3`` (我得走了), after
+  anything else the complement particle ``de5`` (跑得很快, 吵得睡不着);
 * 儿化: a word-final 儿 that is not the noun "child" (女儿, 婴儿 ...) merges into the syllable
   before it, ``dian3r`` — the form espeak-ng renders with r-colouring.
 
@@ -62,6 +64,10 @@ NUMERAL_CHARS = frozenset("零〇一二两三四五六七八九十百千万亿�
 DIGIT_CHARS = frozenset("零〇一二三四五六七八九幺")
 # 一 read yi1 in these (ordinal: dates, floors, numbered things).
 _YI1_BEFORE = frozenset("月号楼层期室栋幢弄路组班等届楼区线")
+
+_DEI3_AFTER = frozenset(
+    "我 你 您 他 她 我们 你们 他们 她们 咱们 大家 就 还 也 都 总 必须 还是".split()
+)
 
 _HANZI = re.compile(r"[\u3400-\u9fff]")
 _SYLLABLE = re.compile(r"^[a-z]+[1-5]r?$")
@@ -186,6 +192,12 @@ def to_pinyin(text: str) -> list[str]:
             if syl[i] == "bu5":
                 continue
             syl[i] = "bu2" if nxt and _tone(plain[i + 1]) == 4 else "bu4"
+
+    pos = 0
+    for wi, w in enumerate(words):
+        if w == "得" and wi > 0 and not fixed[pos]:
+            syl[pos] = "dei3" if words[wi - 1] in _DEI3_AFTER else "de5"
+        pos += len(w)
 
     # 儿化: merge a word-final 儿 into the syllable before it.
     out: list[str] = []

@@ -198,14 +198,14 @@ def _meta_custom(meta: dict) -> dict[str, Any]:
     return {k: meta[k] for k in META_FIELDS if meta.get(k) is not None}
 
 
-def _wav_path(value: str, folder: Path) -> Path | str:
-    """The audio path of a wav.scp entry, or a string saying why it cannot be used."""
+def _wav_path(value: str, folder: Path) -> Path | tuple[str, str]:
+    """The audio path of a wav.scp entry, or (problem kind, why it cannot be used)."""
     if value.endswith("|") or value.startswith("|"):
-        return "is a piped command; only plain file paths are supported (decode it to a file)"
+        return "piped-command", "is a piped command; only plain file paths are supported"
     if _ARK_OFFSET.search(value):
-        return "reads an ark offset; only plain file paths are supported (extract the audio)"
+        return "piped-command", "reads an ark offset; only plain file paths are supported"
     if not value:
-        return "has no audio path"
+        return "bad-line", "has no audio path"
     p = Path(value)
     return p if p.is_absolute() else folder / p
 
@@ -232,8 +232,8 @@ def _read_kaldi(folder: Path, log: ProblemLog, sample_rate: int | None) -> _Sour
     recs: dict[str, _Rec] = {}
     for rec_id, (value, line_no) in wavs.items():
         path = _wav_path(value, folder)
-        if isinstance(path, str):
-            log.add("piped-command", wav_scp, line_no, f"entry {rec_id!r} {path}", rec_id)
+        if isinstance(path, tuple):
+            log.add(path[0], wav_scp, line_no, f"entry {rec_id!r} {path[1]}", rec_id)
             bad_ids.add(rec_id)
             continue
         recs[rec_id] = _Rec(rec_id, path, (str(wav_scp), line_no))
@@ -308,7 +308,18 @@ def _read_kaldi(folder: Path, log: ProblemLog, sample_rate: int | None) -> _Sour
         info, meta_line = meta.get(utt_id, ({}, None))
         speaker = speaker or info.get("spk") or info.get("speaker")
         if info.get("sample_rate") is not None and rec_id in recs:
-            recs[rec_id].claims.append((int(info["sample_rate"]), f"{meta_file} line {meta_line}"))
+            claimed = info["sample_rate"]
+            if not isinstance(claimed, int) or isinstance(claimed, bool) or claimed <= 0:
+                log.add(
+                    "bad-line",
+                    meta_file,
+                    meta_line,
+                    f"sample_rate of {utt_id!r} must be a positive integer, got {claimed!r}",
+                    utt_id,
+                )
+                bad_ids.add(utt_id)
+                continue
+            recs[rec_id].claims.append((claimed, f"{meta_file} line {meta_line}"))
         utts.append(
             _Utt(
                 utt_id=utt_id,

@@ -289,7 +289,7 @@ class TransducerDataModule:
                 world_size=world,
                 rank=rank,
                 seed=self.data.seed,
-                drop_last=world > 1,
+                drop_last=False,  # lhotse then gives every rank the same number of batches
             )
         else:
             sampler = DynamicBucketingSampler(
@@ -300,7 +300,7 @@ class TransducerDataModule:
                 world_size=world,
                 rank=rank,
                 seed=self.data.seed,
-                drop_last=world > 1,
+                drop_last=False,  # lhotse then gives every rank the same number of batches
             )
         sampler.set_epoch(epoch)
         return self._loader(self.train_dataset(), sampler)

@@ -105,6 +105,7 @@ class TransducerModule(pl.LightningModule):
         self.scheduler = None
         self._pending_scheduler_state: dict | None = None
         self.skipped_batches = 0
+        self._epoch_batches = 0
         self._val_errors = 0
         self._val_chars = 0
         self._val_decoded = 0
@@ -180,6 +181,7 @@ class TransducerModule(pl.LightningModule):
 
         opt = self.optimizers()
         step = self.global_step
+        self._epoch_batches += 1
         if step % 10 == 0:
             set_batch_count(self.model, self._adjusted_batch_count())
         parts = self.compute_losses(batch, step)
@@ -210,8 +212,16 @@ class TransducerModule(pl.LightningModule):
             self.log(f"{stage}/pinyin_ctc_loss", float(parts.pinyin.detach()) / f, **kw)
 
     def on_train_epoch_start(self) -> None:
+        self._epoch_batches = 0
         if self.scheduler is not None:
             self.scheduler.step_epoch(self.current_epoch)
+
+    def on_train_epoch_end(self) -> None:
+        if self._epoch_batches == 0:
+            raise RuntimeError(
+                f"epoch {self.current_epoch} gave no training batches: the train cuts are empty "
+                "or all longer than data.max_cut_duration; check data.train_cuts"
+            )
 
     # ------------------------------------------------------------- validation
     def on_validation_epoch_start(self) -> None:
@@ -252,9 +262,9 @@ class TransducerModule(pl.LightningModule):
         counts = torch.tensor([float(self._val_errors), float(self._val_chars)])
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.all_reduce(counts)
-        if counts[1] > 0:
-            self.log("dev/cer", float(counts[0] / counts[1]), prog_bar=True, sync_dist=False)
-            self.log("dev/cer_chars", float(counts[1]), sync_dist=False)
+        if counts[1] > 0:  # already summed over ranks: sync_dist averages equal values
+            self.log("dev/cer", float(counts[0] / counts[1]), prog_bar=True, sync_dist=True)
+            self.log("dev/cer_chars", float(counts[1]), sync_dist=True)
 
     # ------------------------------------------------------------- optimizer
     def configure_optimizers(self):

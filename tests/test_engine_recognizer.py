@@ -238,3 +238,40 @@ def test_state_stacking_roundtrip(rec):
     assert axes["cached_conv1_0"] == 0 and axes["embed_states"] == 0
     assert axes["processed_lens"] == 0
     assert m.chunk_size == 45 and m.chunk_shift == 32 and m.subsampling == 4
+
+
+def test_int8_model_matches_sherpa_onnx_int8(icefall_fixture, symbol_ids, tmp_path_factory):
+    """Dynamic int8 quantization of the fixture: our engine picks the *.int8.onnx files and
+    still decodes token for token like sherpa-onnx on the same files."""
+    import logging
+    import shutil as sh
+
+    quantization = pytest.importorskip("onnxruntime.quantization")
+    folder = tmp_path_factory.mktemp("int8")
+    logging.disable(logging.WARNING)  # quantize_dynamic's "consider pre-processing" advice
+    try:
+        for name in (ENCODER, DECODER, JOINER):
+            quantization.quantize_dynamic(
+                str(icefall_fixture / name),
+                str(folder / name.replace(".onnx", ".int8.onnx")),
+                weight_type=quantization.QuantType.QInt8,
+            )
+    finally:
+        logging.disable(logging.NOTSET)
+    sh.copy(icefall_fixture / "tokens.txt", folder / "tokens.txt")
+    ours = Recognizer.from_folder(folder, int8=True)
+    assert ours.model.files.encoder.name.endswith(".int8.onnx")
+    sherpa_onnx = pytest.importorskip("sherpa_onnx")
+    theirs = sherpa_onnx.OnlineRecognizer.from_transducer(
+        tokens=str(folder / "tokens.txt"),
+        encoder=str(folder / ENCODER.replace(".onnx", ".int8.onnx")),
+        decoder=str(folder / DECODER.replace(".onnx", ".int8.onnx")),
+        joiner=str(folder / JOINER.replace(".onnx", ".int8.onnx")),
+        num_threads=1,
+        decoding_method="greedy_search",
+    )
+    rng = np.random.default_rng(3)
+    for n in (9000, 30000):
+        x = (rng.standard_normal(n) * 0.1).astype(np.float32)
+        a, b = decode_ours(ours, x, 16000), decode_sherpa(theirs, x, 16000)
+        assert a.token_ids == [symbol_ids[t] for t in b.tokens] and a.token_ids

@@ -94,3 +94,10 @@ def test_call_script_starts_with_greeting_and_ends_with_goodbye():
     assert any(t.role == "caller" and t.domain == "noise" for t in turns)
     with pytest.raises(ValueError, match="unknown call domain"):
         call_script(random.Random(0), domain="weather")
+
+
+def test_generated_text_is_already_in_normalized_form():
+    from serving.text.normalize import normalize
+
+    for s in TextGenerator(1).take(800):
+        assert normalize(s.text) == s.text, s.text

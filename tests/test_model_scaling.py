@@ -172,3 +172,21 @@ def test_convert_num_channels():
     assert S.convert_num_channels(x, 2).shape == (2, 3, 2)
     y = S.convert_num_channels(x, 6)
     assert y.shape == (2, 3, 6) and y[..., 4:].abs().sum() == 0
+
+
+@pytest.mark.parametrize(("batch", "channels", "time", "kernel"), [(2, 6, 40, 31), (8, 4, 16, 15)])
+def test_fast_depthwise_conv1d_matches_conv1d(batch, channels, time, kernel):
+    torch.manual_seed(0)
+    conv = torch.nn.Conv1d(channels, channels, kernel, padding=kernel // 2, groups=channels)
+    x = torch.randn(batch, channels, time)
+    outs, grads = [], []
+    for fast in (False, True):
+        xi = x.clone().requires_grad_(True)
+        conv.zero_grad()
+        y = S.depthwise_conv1d(xi, conv, fast=fast)
+        y.backward(torch.ones_like(y) * torch.arange(time))
+        outs.append(y.detach())
+        grads.append((xi.grad, conv.weight.grad.clone(), conv.bias.grad.clone()))
+    assert torch.allclose(outs[0], outs[1], atol=1e-5)
+    for a, b in zip(grads[0], grads[1], strict=True):
+        assert torch.allclose(a, b, atol=1e-3, rtol=1e-5)

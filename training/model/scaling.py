@@ -29,6 +29,7 @@ __all__ = [
     "swoosh_r",
     "ActivationDropoutAndLinear",
     "ChunkCausalDepthwiseConv1d",
+    "depthwise_conv1d",
     "scaled_linear",
     "convert_num_channels",
     "limit_param_value",
@@ -606,6 +607,18 @@ class ActivationDropoutAndLinear(nn.Module):
 # --------------------------------------------------------------------------------------
 
 
+def depthwise_conv1d(x: Tensor, conv: nn.Conv1d, fast: bool = False) -> Tensor:
+    """`conv(x)` for a depthwise Conv1d. With `fast`, computed as a channels-last 2-D conv,
+    which oneDNN runs (forward and backward) 2-3x faster on CPU; equal up to float rounding."""
+    if not fast:
+        return conv(x)
+    x4 = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+    y = nn.functional.conv2d(
+        x4, conv.weight.unsqueeze(2), conv.bias, padding=(0, conv.padding[0]), groups=conv.groups
+    )
+    return y.squeeze(2)
+
+
 class ChunkCausalDepthwiseConv1d(nn.Module):
     """Depthwise conv that never looks past the end of the current chunk.
 
@@ -654,8 +667,9 @@ class ChunkCausalDepthwiseConv1d(nn.Module):
             chunk_size = seq_len
         right_pad = -seq_len % chunk_size
         lp = self.left_pad
+        fast = self.training and not _exporting()
         x = nn.functional.pad(x, (lp, right_pad))
-        causal = self.causal_conv(x[..., : lp + seq_len])
+        causal = depthwise_conv1d(x[..., : lp + seq_len], self.causal_conv, fast)
         num_chunks = (seq_len + right_pad) // chunk_size
         chunks = (
             x[..., lp:]
@@ -663,7 +677,7 @@ class ChunkCausalDepthwiseConv1d(nn.Module):
             .transpose(1, 2)
             .reshape(batch * num_chunks, channels, chunk_size)
         )
-        chunks = self.chunkwise_conv(chunks) * self.chunk_scale(chunk_size)
+        chunks = depthwise_conv1d(chunks, self.chunkwise_conv, fast) * self.chunk_scale(chunk_size)
         chunks = (
             chunks.reshape(batch, num_chunks, channels, chunk_size)
             .transpose(1, 2)

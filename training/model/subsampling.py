@@ -57,6 +57,10 @@ class ConvNeXt(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """x: (N, C, T, F) -> same shape."""
+        if self.training:
+            # oneDNN's depthwise and 1x1 convs are ~2x faster channels-last (eval keeps the
+            # reference layout, which reproduces icefall bit for bit).
+            x = x.contiguous(memory_format=torch.channels_last)
         y = self._branch(self.depthwise_conv(x))
         if self.training:
             rate = float(self.layerdrop_rate)

@@ -22,6 +22,7 @@ from training.model.scaling import (
     ScheduledFloat,
     Whiten,
     convert_num_channels,
+    depthwise_conv1d,
     limit_param_value,
     penalize_abs_values_gt,
     scaled_linear,
@@ -402,7 +403,7 @@ class ConvolutionModule(nn.Module):
         else:
             if chunk_size >= 0:
                 raise ValueError("chunk_size needs a causal model (built with causal=True)")
-            x = self.depthwise_conv(x)
+            x = depthwise_conv1d(x, self.depthwise_conv, fast=self.training and not _exporting())
         if self.training:
             x = self.whiten(self.balancer2(x).permute(2, 0, 1))
         else:

@@ -82,3 +82,17 @@ def test_cli_table_and_json(manifests: Path) -> None:
     assert tree["tiny"]["train"]["hours"] == pytest.approx(4.0 / 3600)
     res = runner.invoke(app, ["data", "stats", "--corpus", "nope", "--manifests", str(manifests)])
     assert res.exit_code == 1 and "run `hotline-asr data import` first" in res.output
+
+
+def test_placeholder_counts_as_one_character() -> None:
+    from lhotse import SupervisionSegment
+
+    from training.data.stats import split_stats
+
+    sups = [
+        SupervisionSegment("x1", "x1", 0.0, 2.0, text="电话<手机号>", speaker="s"),
+        SupervisionSegment("x2", "x2", 0.0, 1.0, text="OK 好", speaker="s"),
+    ]
+    st = split_stats(sups, "c", "train")
+    assert st.characters == 3 + 3 and st.distinct_characters == 6
+    assert st.hours == pytest.approx(3 / 3600) and st.speakers == 1

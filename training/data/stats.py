@@ -3,11 +3,15 @@ distinct characters and, given a character list (e.g. a ``tokens.txt``), its cov
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from training.data.manifests import find_corpora, find_splits, supervisions_path
+
+# A desensitize placeholder such as <手机号> counts as one character; spaces do not count.
+_TOKEN = re.compile(r"<[^<>\s]+>|\S")
 
 __all__ = [
     "SplitStats",
@@ -26,7 +30,7 @@ class SplitStats:
     hours: float
     utterances: int
     speakers: int
-    characters: int  # letters of the transcripts, spaces not counted
+    characters: int  # letters of the transcripts (a placeholder <...> is one), no spaces
     distinct_characters: int
     # With a character list: the share of the transcripts' characters that are in the list
     # (1 - OOV rate), and the share of the list's entries that occur in the transcripts.
@@ -65,7 +69,7 @@ def split_stats(
         utterances += 1
         if s.speaker:
             speakers.add(s.speaker)
-        counts.update(c for c in (s.text or "") if not c.isspace())
+        counts.update(_TOKEN.findall(s.text or ""))
     total = sum(counts.values())
     st = SplitStats(
         corpus=corpus,

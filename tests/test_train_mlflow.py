@@ -1,0 +1,66 @@
+"""A training run is tracked in MLflow: full config, git commit, manifest hashes, losses,
+dev CER and artifacts; a resumed run continues the same MLflow run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def corpus(neural_voice: Path, tmp_path_factory):
+    from training.lightning.smoke import make_smoke_corpus
+
+    return make_smoke_corpus(
+        neural_voice / "train", neural_voice / "dev", tmp_path_factory.mktemp("smoke"), 5, 2
+    )
+
+
+def test_training_run_is_tracked(corpus, tmp_path: Path):
+    from registry.tracking import file_sha256, get_client
+    from training.lightning.smoke import write_smoke_recipe
+    from training.train import train
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    recipe = write_smoke_recipe(
+        tmp_path / "recipe",
+        corpus,
+        {"mlflow": {"enabled": True, "uri": store, "experiment": "smoke-exp"}},
+    )
+    result = train(recipe, ["trainer.max_steps=2", "loss.pinyin_ctc_scale=0.1"])
+    client = get_client(store)
+    run = client.get_run(result.mlflow_run_id)
+    assert client.get_experiment(run.info.experiment_id).name == "smoke-exp"
+
+    params = run.data.params
+    assert params["model.preset"] == "tiny"
+    assert params["trainer.max_steps"] == "2"
+    assert params["loss.pinyin_ctc_scale"] == "0.1"
+    assert params["data.train_cuts"] == str([str(corpus.train_cuts)])
+
+    tags = run.data.tags
+    assert tags["git_commit"] == "no-git" or len(tags["git_commit"]) >= 40
+    assert tags["manifest.smoke_cuts_train.jsonl.gz"] == file_sha256(corpus.train_cuts)
+    assert tags["manifest.smoke_cuts_dev.jsonl.gz"] == file_sha256(corpus.dev_cuts)
+
+    metrics = run.data.metrics
+    for key in ("train/loss", "train/simple_loss", "train/pruned_loss", "train/pinyin_ctc_loss"):
+        assert key in metrics and metrics[key] > 0
+    assert 0.0 <= metrics["dev/cer"] <= 10.0 and metrics["dev/loss"] > 0
+    assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 2
+
+    def artifacts(path: str) -> set[str]:
+        return {a.path for a in client.list_artifacts(run.info.run_id, path)}
+
+    assert artifacts("config") == {"config/config.yaml", "config/tokens.txt"}
+    assert artifacts("checkpoints") == {"checkpoints/averaged.pt", "checkpoints/last.ckpt"}
+
+    # Resume: same run, the step count goes on.
+    again = train(recipe, ["trainer.max_steps=4", "loss.pinyin_ctc_scale=0.1"])
+    assert again.mlflow_run_id == result.mlflow_run_id
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
+    assert steps == [0, 1, 2, 3]

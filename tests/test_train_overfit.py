@@ -1,0 +1,39 @@
+"""The tiny model overfits five real utterances: the training loss falls clearly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from lightning.pytorch.callbacks import Callback
+
+torch.set_num_threads(1)
+
+
+class LossLog(Callback):
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.losses.append(float(trainer.callback_metrics["train/loss"]))
+
+
+def test_tiny_model_overfits_five_utterances(neural_voice: Path, tmp_path: Path):
+    from training.lightning.smoke import make_smoke_corpus, write_smoke_recipe
+    from training.train import train
+
+    corpus = make_smoke_corpus(neural_voice / "train", neural_voice / "dev", tmp_path / "c", 5, 1)
+    recipe = write_smoke_recipe(
+        tmp_path / "recipe",
+        corpus,
+        {
+            "data": {"dev_cuts": [], "max_duration": 60},
+            "checkpoint": {"every_n_steps": 1000, "average_last": 0},
+        },
+    )
+    log = LossLog()
+    result = train(recipe, ["trainer.max_steps=30"], extra_callbacks=[log])
+    assert result.global_step == 30 and result.skipped_batches == 0
+    first, last = sum(log.losses[:3]) / 3, sum(log.losses[-3:]) / 3
+    print(f"train loss {first:.2f} -> {last:.2f} over {len(log.losses)} steps")
+    assert last < 0.5 * first, f"loss went {first:.2f} -> {last:.2f}: {log.losses}"

@@ -55,11 +55,12 @@ SENTENCES = [
 @dataclass
 class Utterance:
     name: str
-    samples: np.ndarray  # float32, 16 kHz
+    samples: np.ndarray  # float32 at `rate`
+    rate: int = SR
 
     @property
     def duration(self) -> float:
-        return len(self.samples) / SR
+        return len(self.samples) / self.rate
 
 
 @dataclass
@@ -113,7 +114,8 @@ def load_set(args: argparse.Namespace, tmp: Path) -> list[Utterance]:
     utts = []
     for name, p in paths:
         x, sr = load_audio(p)
-        utts.append(Utterance(name, resample(x, sr, SR) if sr != SR else x))
+        rate = args.rate
+        utts.append(Utterance(name, resample(x, sr, rate) if sr != rate else x, rate))
     return utts
 
 
@@ -136,7 +138,7 @@ def sherpa_recognizer(folder: Path, threads: int, int8: bool = False):
 def run_ours(rec: Recognizer, utt: Utterance, stats: EngineStats) -> None:
     t0 = time.perf_counter()
     s = rec.create_stream()  # tail padding is added by input_finished()
-    s.accept_waveform(SR, utt.samples)
+    s.accept_waveform(utt.rate, utt.samples)
     s.input_finished()
     while rec.is_ready(s):
         c0 = time.perf_counter()
@@ -149,8 +151,8 @@ def run_ours(rec: Recognizer, utt: Utterance, stats: EngineStats) -> None:
 def run_sherpa(rec, utt: Utterance, stats: EngineStats) -> None:
     t0 = time.perf_counter()
     s = rec.create_stream()
-    s.accept_waveform(SR, utt.samples)
-    s.accept_waveform(SR, np.zeros(int(TAIL_S * SR), dtype=np.float32))
+    s.accept_waveform(utt.rate, utt.samples)
+    s.accept_waveform(utt.rate, np.zeros(int(TAIL_S * utt.rate), dtype=np.float32))
     s.input_finished()
     while rec.is_ready(s):
         c0 = time.perf_counter()
@@ -165,17 +167,18 @@ def batched(rec, utts: list[Utterance], ours: bool) -> float:
     t0 = time.perf_counter()
     streams = [rec.create_stream() for _ in utts]
     pos = [0] * len(utts)
-    piece = int(0.32 * SR)
+    rate = utts[0].rate
+    piece = int(0.32 * rate)
     live = set(range(len(utts)))
     while live:
         for i in list(live):
             x = utts[i].samples
             if pos[i] < len(x):
-                streams[i].accept_waveform(SR, x[pos[i] : pos[i] + piece])
+                streams[i].accept_waveform(rate, x[pos[i] : pos[i] + piece])
                 pos[i] += piece
                 if pos[i] >= len(x):
                     if not ours:
-                        streams[i].accept_waveform(SR, np.zeros(int(TAIL_S * SR), np.float32))
+                        streams[i].accept_waveform(rate, np.zeros(int(TAIL_S * rate), np.float32))
                     streams[i].input_finished()
         ready = [s for s in streams if rec.is_ready(s)]
         while ready:
@@ -209,6 +212,13 @@ def main() -> None:
     ap.add_argument("--kaldi", type=Path, help="Kaldi data dir with wav.scp")
     ap.add_argument("--num-utts", type=int, default=40)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--rate",
+        type=int,
+        default=SR,
+        help="feed both engines audio at this rate (8000: telephone; each engine resamples "
+        "with its own resampler, so transcripts may differ slightly)",
+    )
     ap.add_argument("--no-int8", action="store_true", help="skip the int8 comparison")
     ap.add_argument("--json", type=Path, help="also write the numbers here")
     args = ap.parse_args()
@@ -238,10 +248,10 @@ def main() -> None:
         bt_theirs = batched(theirs, utts, ours=False)
 
         # Offline: all utterances in one recording with 0.8 s pauses, VAD + batched decoding.
-        gap = np.zeros(int(0.8 * SR), dtype=np.float32)
+        gap = np.zeros(int(0.8 * args.rate), dtype=np.float32)
         long_x = np.concatenate([np.concatenate([u.samples, gap]) for u in utts])
         long_path = tmp / "long.wav"
-        sf.write(long_path, long_x, SR, subtype="FLOAT")
+        sf.write(long_path, long_x, args.rate, subtype="FLOAT")
         off_rec = Recognizer.from_folder(args.model, num_threads=1)
         off = Transcriber(off_rec).transcribe_file(long_path)
 
@@ -249,6 +259,7 @@ def main() -> None:
             "utterances": len(utts),
             "audio_s": round(audio_s, 1),
             "threads": args.threads,
+            "input_rate": args.rate,
             "rtf_ours": a.seconds / audio_s,
             "rtf_sherpa": b.seconds / audio_s,
             "ratio": a.seconds / b.seconds,

@@ -209,10 +209,20 @@ def _decode_torch(model, tokens, items: list[EvalItem], opts: EvalOptions) -> li
     hyps: list[str] = []
     for batch in _batches(items, opts.batch_utts):
         feats = [torch.from_numpy(it.features()) for it in batch]
+        if opts.method not in ("greedy", "beam"):
+            raise ValueError(f"unknown method {opts.method!r}: use greedy or beam")
         if opts.streaming:
-            from training.decode.streaming import streaming_encode
+            from training.decode.streaming import StreamingDecoder
 
-            enc, enc_lens = streaming_encode(model, feats, opts.chunk_size, opts.left_context)
+            decoder = StreamingDecoder(
+                model,
+                chunk_size=opts.chunk_size,
+                left_context_frames=opts.left_context,
+                method=opts.method,
+                beam=opts.beam,
+                context_graph=graph,
+            )
+            ids = [r.tokens for r in decoder.decode(feats)]
         else:
             pad = TAIL_PAD_FRAMES if causal else 0
             lens = torch.tensor([f.shape[0] + pad for f in feats], dtype=torch.int64)
@@ -223,12 +233,12 @@ def _decode_torch(model, tokens, items: list[EvalItem], opts: EvalOptions) -> li
                 enc, enc_lens = model.forward_encoder(
                     x, lens, chunk_size=opts.chunk_size, left_context_frames=opts.left_context
                 )
-        if opts.method == "greedy":
-            ids = greedy_search(model, enc, enc_lens)
-        elif opts.method == "beam":
-            ids = modified_beam_search(model, enc, enc_lens, beam=opts.beam, context_graph=graph)
-        else:
-            raise ValueError(f"unknown method {opts.method!r}: use greedy or beam")
+            if opts.method == "greedy":
+                ids = greedy_search(model, enc, enc_lens)
+            else:
+                ids = modified_beam_search(
+                    model, enc, enc_lens, beam=opts.beam, context_graph=graph
+                )
         hyps.extend(table.decode(h) for h in ids)
     return hyps
 
@@ -276,6 +286,8 @@ def evaluate(
     from training.scoring import ScoredUtt, hotword_recall, score
 
     opts = options or EvalOptions()
+    if opts.method not in ("greedy", "beam"):
+        raise ValueError(f"unknown method {opts.method!r}: use greedy or beam")
     items = read_eval_data(data_path)
     if opts.max_utts:
         items = items[: opts.max_utts]

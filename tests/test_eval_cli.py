@@ -1,0 +1,98 @@
+"""`hotline-asr eval` on a tiny Kaldi folder and on a cuts manifest, with icefall's reference
+checkpoint (random weights: the numbers are garbage, the bookkeeping must be exact)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+torch.set_num_threads(1)
+
+from hotline_asr.cli import app  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def corpus(neural_voice: Path, tmp_path_factory):
+    from training.lightning.smoke import make_smoke_corpus
+
+    return make_smoke_corpus(
+        neural_voice / "train", neural_voice / "dev", tmp_path_factory.mktemp("smoke"), 2, 3
+    )
+
+
+def _eval(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["eval", *args])
+    return result.exit_code, result.output
+
+
+def test_eval_kaldi_dir_json(corpus, icefall_fixture: Path):
+    code, out = _eval(
+        "--model", str(icefall_fixture / "epoch-99.pt"), "--data", str(corpus.kaldi_dev), "--json"
+    )
+    assert code == 0, out
+    report = json.loads(out)
+    o = report["overall"]
+    refs = {h["id"]: h["ref"] for h in report["hypotheses"]}
+    assert o["utts"] == 3 and len(refs) == 3
+    assert o["ref_chars"] == sum(len(r) for r in refs.values())
+    assert o["errors"] == o["sub"] + o["del"] + o["ins"] > 0
+    assert o["cer"] == pytest.approx(o["errors"] / o["ref_chars"], abs=1e-6)
+    assert sum(v["utts"] for v in report["slices"]["domain"].values()) == 3
+    assert report["options"]["chunk_size"] == 16 and report["audio_seconds"] > 1
+
+
+def test_eval_streaming_and_cuts_manifest(corpus, icefall_fixture: Path):
+    model = str(icefall_fixture / "epoch-99.pt")
+    code, out = _eval("--model", model, "--data", str(corpus.dev_cuts), "--json", "--streaming")
+    assert code == 0, out
+    report = json.loads(out)
+    assert report["overall"]["utts"] == 3 and report["options"]["streaming"] is True
+    # Same utterances as the Kaldi folder, read from precomputed features.
+    code, out2 = _eval("--model", model, "--data", str(corpus.kaldi_dev), "--json")
+    assert {h["ref"] for h in report["hypotheses"]} == {
+        h["ref"] for h in json.loads(out2)["hypotheses"]
+    }
+
+
+def test_eval_beam_hotwords_table_and_mlflow(corpus, icefall_fixture: Path, tmp_path, monkeypatch):
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    hot = tmp_path / "hot.txt"
+    hot.write_text("电梯\n垃圾\n", encoding="utf-8")
+    code, out = _eval(
+        "--model",
+        str(icefall_fixture / "epoch-99.pt"),
+        "--data",
+        str(corpus.kaldi_dev),
+        "--method",
+        "beam",
+        "--hotwords",
+        str(hot),
+        "--mlflow",
+        "--experiment",
+        "eval-test",
+    )
+    assert code == 0, out
+    assert out.startswith("CER ") and "domain" in out and "RTF" in out
+
+    from registry.tracking import get_client
+
+    client = get_client(store)
+    exp = client.get_experiment_by_name("eval-test")
+    (run,) = client.search_runs([exp.experiment_id])
+    assert run.data.params["method"] == "beam" and run.data.params["hotwords"] == "2"
+    assert run.data.metrics["cer"] > 0 and run.data.metrics["ref_chars"] == 28
+    assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["eval_report.json"]
+
+
+def test_eval_errors_are_plain(icefall_fixture: Path, tmp_path: Path):
+    code, out = _eval("--model", str(icefall_fixture / "epoch-99.pt"), "--data", str(tmp_path))
+    assert code == 1 and "wav.scp" in out
+    code, out = _eval(
+        "--model", str(icefall_fixture / "epoch-99.pt"), "--data", str(tmp_path), "--method", "x"
+    )
+    assert code == 1 and "greedy or beam" in out

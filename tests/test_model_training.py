@@ -147,3 +147,35 @@ def test_tiny_model_fits_a_batch():
         history.append((simple.item(), pruned.item()))
     assert history[-1][0] < 0.4 * history[0][0], history
     assert history[-1][1] < 0.4 * history[0][1], history
+
+
+def test_training_layout_of_front_end_matches_eval():
+    """Training runs the ConvNeXt channels-last with matmuls; it must compute the same."""
+    from training.model.scaling import Balancer, ScheduledFloat, Whiten
+    from training.model.subsampling import Conv2dSubsampling
+
+    torch.manual_seed(0)
+    emb = Conv2dSubsampling(80, 32)
+    # Switch off what makes training differ on purpose: layer drop, dropout, and the
+    # gradient regularisers.
+    emb.convnext.layerdrop_rate.batch_count = None
+    emb.dropout.p = 0.0
+    for mod in emb.modules():
+        if isinstance(mod, Balancer) and isinstance(mod.prob, ScheduledFloat):
+            mod.prob.default = 0.0  # no batch count set: the default applies
+        elif isinstance(mod, Balancer):
+            mod.prob = 0.0
+        elif isinstance(mod, Whiten):
+            mod.grad_scale = 0.0
+    x = torch.randn(2, 60, 80)
+    results = []
+    for train in (False, True):
+        emb.train(train)
+        xi = x.clone().requires_grad_(True)
+        emb.zero_grad()
+        y, _ = emb(xi, torch.tensor([60, 60]))
+        y.backward(torch.ones_like(y))
+        w = emb.convnext.pointwise_conv1.weight.grad.clone()
+        results.append((y.detach(), w, emb.convnext.depthwise_conv.weight.grad.clone()))
+    for a, b in zip(results[0], results[1], strict=True):
+        assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)

@@ -55,13 +55,26 @@ class ConvNeXt(nn.Module):
         x = self.activation(x)
         return self.pointwise_conv2(x)
 
+    def _branch_channels_last(self, x: Tensor) -> Tensor:
+        """`_branch` for a channels-last x: the 1x1 convs as matmuls over a (N, T, F, C) view,
+        without copies (torch runs 1x1 convs through its slow im2col path on CPU)."""
+        c1, c2 = self.pointwise_conv1, self.pointwise_conv2
+        h = x.permute(0, 2, 3, 1)
+        h = nn.functional.linear(h, c1.weight.flatten(1), c1.bias)
+        h = self.hidden_balancer(h.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        h = nn.functional.linear(self.activation(h), c2.weight.flatten(1), c2.bias)
+        return h.permute(0, 3, 1, 2)
+
     def forward(self, x: Tensor) -> Tensor:
         """x: (N, C, T, F) -> same shape."""
         if self.training:
-            # oneDNN's depthwise and 1x1 convs are ~2x faster channels-last (eval keeps the
-            # reference layout, which reproduces icefall bit for bit).
+            # Training runs channels-last: oneDNN's depthwise conv is ~2x faster that way and
+            # the 1x1 convs become plain matmuls. Eval keeps the reference layout and ops,
+            # which reproduce icefall bit for bit.
             x = x.contiguous(memory_format=torch.channels_last)
-        y = self._branch(self.depthwise_conv(x))
+            y = self._branch_channels_last(self.depthwise_conv(x))
+        else:
+            y = self._branch(self.depthwise_conv(x))
         if self.training:
             rate = float(self.layerdrop_rate)
             if rate != 0.0:

@@ -179,3 +179,18 @@ def test_training_layout_of_front_end_matches_eval():
         results.append((y.detach(), w, emb.convnext.depthwise_conv.weight.grad.clone()))
     for a, b in zip(results[0], results[1], strict=True):
         assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_training_step_under_bf16_autocast(tiny):
+    random.seed(0)
+    torch.manual_seed(0)
+    tiny.train()
+    set_batch_count(tiny, 100)
+    tiny.zero_grad()
+    x, x_lens, y = _batch()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        simple, pruned, _ = tiny(x, x_lens, y)
+    assert torch.isfinite(simple) and torch.isfinite(pruned)
+    (simple + pruned).backward()
+    grads = [p.grad for p in tiny.parameters() if p.grad is not None]
+    assert grads and all(g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)

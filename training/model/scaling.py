@@ -546,17 +546,20 @@ class _ActDropLinearFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         x, weight, mask = ctx.saved_tensors
+        # Under autocast the forward ran in a lower precision than the parameters; do the
+        # backward in the gradient's dtype and hand back each gradient in its input's dtype.
+        dt = grad.dtype
         y = _swoosh_fast(x, ctx.shift, ctx.offset)
         if mask is not None:
             y = y * mask
         out_ch, in_ch = weight.shape
         g2 = grad.reshape(-1, out_ch)
-        grad_w = g2.t().matmul(y.reshape(-1, in_ch))
-        grad_b = g2.sum(dim=0) if ctx.has_bias else None
-        grad_x = grad.matmul(weight) * _swoosh_deriv(x, ctx.shift)
+        grad_w = g2.t().matmul(y.reshape(-1, in_ch).to(dt)).to(weight.dtype)
+        grad_b = g2.sum(dim=0).to(weight.dtype) if ctx.has_bias else None
+        grad_x = grad.matmul(weight.to(dt)) * _swoosh_deriv(x, ctx.shift)
         if mask is not None:
             grad_x = grad_x * mask
-        return grad_x, grad_w, grad_b, None, None
+        return grad_x.to(x.dtype), grad_w, grad_b, None, None
 
 
 class ActivationDropoutAndLinear(nn.Module):

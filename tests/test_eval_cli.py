@@ -96,3 +96,27 @@ def test_eval_errors_are_plain(icefall_fixture: Path, tmp_path: Path):
         "--model", str(icefall_fixture / "epoch-99.pt"), "--data", str(tmp_path), "--method", "x"
     )
     assert code == 1 and "greedy or beam" in out
+
+
+def test_slices_from_synth_metadata():
+    from training.evaluate import _slices
+
+    custom = {
+        "role": "agent",
+        "domain": "road",
+        "voice": "Alex",
+        "speed": 141,
+        "pitch": 46,
+        "channel": {"codec": "mulaw", "noise": "pink", "snr_db": 11.4},
+        "template_id": "T061",
+    }
+    assert _slices(custom) == {
+        "voice": "Alex",
+        "role": "agent",
+        "domain": "road",
+        "speed": "slow",
+        "codec": "mulaw",
+        "noise": "pink",
+        "snr": "10-20dB",
+    }
+    assert _slices({"channel": {"codec": "alaw", "snr_db": None}})["snr"] == "clean"

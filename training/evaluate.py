@@ -25,7 +25,7 @@ import numpy as np
 
 LOG_EPS = math.log(1e-10)
 TAIL_PAD_FRAMES = 30  # LOG_EPS frames appended for causal models (icefall decode.py)
-SLICE_KEYS = ("voice", "speed", "pitch", "channel", "role", "domain", "unseen_template", "noise")
+SLICE_KEYS = ("voice", "role", "domain", "unseen_template")
 
 
 @dataclass
@@ -107,7 +107,23 @@ class EvalResult:
 
 # ------------------------------------------------------------------------------ data
 def _slices(custom: dict[str, Any]) -> dict[str, str]:
-    return {k: str(custom[k]) for k in SLICE_KEYS if custom.get(k) is not None}
+    """Slice labels from a supervision's ``custom`` (synth/import metadata): voice, role, domain,
+    unseen template, speaking-rate band, and the telephone channel's codec, noise and SNR band."""
+    out = {k: str(custom[k]) for k in SLICE_KEYS if custom.get(k) is not None}
+    speed = custom.get("speed")
+    if isinstance(speed, (int, float)):  # espeak words per minute (default 175)
+        out["speed"] = "slow" if speed < 150 else "fast" if speed > 190 else "normal"
+    channel = custom.get("channel")
+    if isinstance(channel, dict):
+        out["codec"] = str(channel.get("codec", "none"))
+        snr = channel.get("snr_db")
+        out["noise"] = "none" if snr is None else str(channel.get("noise", "?"))
+        out["snr"] = (
+            "clean" if snr is None else "<10dB" if snr < 10 else "10-20dB" if snr < 20 else ">=20dB"
+        )
+    elif channel is not None:
+        out["channel"] = str(channel)
+    return out
 
 
 def read_kaldi_dir(folder: Path) -> list[EvalItem]:

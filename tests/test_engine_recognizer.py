@@ -71,8 +71,9 @@ def decode_sherpa(recognizer, x: np.ndarray, sr: int, tail: bool = True):
     return recognizer.get_result_all(s)
 
 
-def make_inputs(tmp_path) -> list[np.ndarray]:
-    """Noise bursts of several lengths and levels, silence, and espeak-ng speech if present."""
+def make_inputs(tmp_path, neural_voice=None) -> list[np.ndarray]:
+    """Noise bursts of several lengths and levels, silence, espeak-ng speech if installed, and
+    one neural-TTS utterance from ../shared if present."""
     rng = np.random.default_rng(1234)
     xs = [
         (rng.standard_normal(16000) * 0.1).astype(np.float32),  # the README's sherpa check
@@ -92,12 +93,17 @@ def make_inputs(tmp_path) -> list[np.ndarray]:
         )
         y, sr = sf.read(wav, dtype="float32")
         xs.append(resample(y, sr, 16000) * 0.5)
+    flac = None if neural_voice is None else neural_voice / "dev" / "wav" / "nvzh-f01-dev-0001.flac"
+    if flac is not None and flac.is_file():
+        y, sr = sf.read(flac, dtype="float32")
+        xs.append(resample(y, sr, 16000) if sr != 16000 else y)
     return xs
 
 
-def test_greedy_matches_sherpa_onnx(rec, icefall_fixture, symbol_ids, tmp_path):
+def test_greedy_matches_sherpa_onnx(rec, icefall_fixture, symbol_ids, tmp_path, shared_dir):
     theirs = sherpa(icefall_fixture)
-    xs = make_inputs(tmp_path)
+    xs = make_inputs(tmp_path, shared_dir / "datasets" / "neural-voice-zh")
+    assert len(xs) >= 4
     for i, x in enumerate(xs):
         ours = decode_ours(rec, x, 16000, pieces=1 + i)  # also fed in pieces
         ref = decode_sherpa(theirs, x, 16000)

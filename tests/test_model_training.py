@@ -194,3 +194,9 @@ def test_training_step_under_bf16_autocast(tiny):
     (simple + pruned).backward()
     grads = [p.grad for p in tiny.parameters() if p.grad is not None]
     assert grads and all(g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
+
+
+def test_too_short_input_is_explained(tiny):
+    tiny.eval()
+    with pytest.raises(ValueError, match="at least 9 feature frames"):
+        tiny.forward_encoder(torch.zeros(1, 8, 80), torch.tensor([8]))

@@ -158,6 +158,10 @@ class Conv2dSubsampling(nn.Module):
 
     def forward(self, x: Tensor, x_lens: Tensor) -> tuple[Tensor, Tensor]:
         """x: (N, T, F); returns ((N, (T-7)//2, C), (x_lens - 7) // 2)."""
+        if x.shape[1] < 9:
+            raise ValueError(
+                f"the front end needs at least 9 feature frames (90 ms), got {x.shape[1]}"
+            )
         x = self.convnext(self.conv(x.unsqueeze(1)))
         x = self._project(x)
         x = self.out_whiten(x)

@@ -131,3 +131,48 @@ def test_hot_word_with_unknown_characters_is_skipped(hot, signals):
     with pytest.warns(UserWarning, match="missing from tokens.txt"):
         s = hot.create_stream(hotwords=["𠀀𠀁"])
     assert s.context_graph is None
+
+
+def test_beam_search_reset_at_endpoints_matches_sherpa_onnx(icefall_fixture):
+    """After an endpoint both engines restart the beam from the blank context (sherpa-onnx
+    merges the old hypotheses' contexts in with their old, far lower scores)."""
+    from serving.engine.endpoint import EndpointConfig, EndpointRule
+
+    sherpa_onnx = pytest.importorskip("sherpa_onnx")
+    endpoint = EndpointConfig(
+        rule1=EndpointRule(False, 99.0),
+        rule2=EndpointRule(True, 99.0),
+        rule3=EndpointRule(False, 0.0, 1.0),
+    )
+    ours = Recognizer.from_folder(
+        icefall_fixture, decoding_method="modified_beam_search", endpoint=endpoint
+    )
+    theirs = sherpa_onnx.OnlineRecognizer.from_transducer(
+        tokens=str(icefall_fixture / "tokens.txt"),
+        encoder=str(icefall_fixture / "encoder-chunk-16-left-64.onnx"),
+        decoder=str(icefall_fixture / "decoder-chunk-16-left-64.onnx"),
+        joiner=str(icefall_fixture / "joiner-chunk-16-left-64.onnx"),
+        num_threads=1,
+        decoding_method="modified_beam_search",
+        enable_endpoint_detection=True,
+        rule1_min_trailing_silence=99.0,
+        rule2_min_trailing_silence=99.0,
+        rule3_min_utterance_length=1.0,
+    )
+    x = (np.random.default_rng(11).standard_normal(16000 * 4) * 0.1).astype(np.float32)
+    a, b = ours.create_stream(), theirs.create_stream()
+    segs_a, segs_b = [], []
+    for part in np.array_split(x, 13):
+        a.accept_waveform(16000, part)
+        b.accept_waveform(16000, part)
+        while ours.decode_streams([a]):
+            if ours.is_endpoint(a):
+                segs_a.append("".join(ours.get_result(a).tokens))
+                ours.reset(a)
+        while theirs.is_ready(b):
+            theirs.decode_stream(b)
+            if theirs.is_endpoint(b):
+                segs_b.append(theirs.get_result_all(b).text)
+                theirs.reset(b)
+    assert len(segs_a) >= 3 and all(segs_a)
+    assert segs_a == segs_b

@@ -279,14 +279,17 @@ class ModifiedBeamSearch:
         )
 
     def new_segment(self, state: BeamState, context_graph: ContextGraph | None = None) -> BeamState:
-        """State for the next sentence: every hypothesis keeps its last ``context_size`` tokens
-        and its score; hot-word matching restarts at the root."""
+        """State for the next sentence, as sherpa-onnx builds it: the blank start context with
+        score 0, plus every old hypothesis' last ``context_size`` tokens with its old score.
+        The old scores lie far below 0, so in practice the beam restarts from the blank
+        context (the way training sentences start); hot-word matching restarts at the root."""
         c = self.model.context_size
         graph = context_graph if context_graph is not None else state.context_graph
         if len(self.best(state).ys) <= c:
             return self.empty(graph)
+        fresh = self.empty(graph)
         root = graph.root if graph is not None else None
-        hyps: dict[tuple[int, ...], Hypothesis] = {}
+        hyps = fresh.hyps
         for h in state.hyps.values():
             _add(hyps, Hypothesis(h.ys[-c:], h.log_prob, (), root, 0, h.decoder_out))
         return BeamState(hyps, graph)

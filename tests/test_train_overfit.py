@@ -37,3 +37,34 @@ def test_tiny_model_overfits_five_utterances(neural_voice: Path, tmp_path: Path)
     first, last = sum(log.losses[:3]) / 3, sum(log.losses[-3:]) / 3
     print(f"train loss {first:.2f} -> {last:.2f} over {len(log.losses)} steps")
     assert last < 0.5 * first, f"loss went {first:.2f} -> {last:.2f}: {log.losses}"
+
+
+class PoisonBatch(Callback):
+    """Turns the features of one batch into NaN, as a corrupt feature file would."""
+
+    def __init__(self, batch_idx: int) -> None:
+        self.batch_idx = batch_idx
+        self.poisoned = 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.current_epoch == 0 and batch_idx == self.batch_idx:
+            batch["features"][:] = float("nan")
+            self.poisoned += 1
+
+
+def test_nan_batch_is_skipped_not_applied(neural_voice: Path, tmp_path: Path):
+    from training.lightning.smoke import make_smoke_corpus, write_smoke_recipe
+    from training.train import train
+
+    corpus = make_smoke_corpus(neural_voice / "train", neural_voice / "dev", tmp_path / "c", 4, 1)
+    recipe = write_smoke_recipe(
+        tmp_path / "recipe", corpus, {"data": {"dev_cuts": [], "max_duration": 4}}
+    )
+    poison = PoisonBatch(batch_idx=1)
+    result = train(recipe, ["trainer.max_steps=3"], extra_callbacks=[poison])
+    assert poison.poisoned == 1
+    assert result.skipped_batches == 1 and result.global_step == 3
+    ckpt = torch.load(result.last_checkpoint, map_location="cpu", weights_only=False)
+    assert all(
+        torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point()
+    )

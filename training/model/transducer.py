@@ -189,17 +189,19 @@ class Transducer(nn.Module):
 
         lm = self.simple_lm_proj(decoder_out)
         am = self.simple_am_proj(encoder_out)
-        simple_loss, (px_grad, py_grad) = rnnt.rnnt_loss_smoothed(
-            lm=lm.float(),
-            am=am.float(),
-            symbols=y_padded,
-            termination_symbol=blank,
-            lm_only_scale=lm_scale,
-            am_only_scale=am_scale,
-            boundary=boundary,
-            reduction="sum",
-            return_grad=True,
-        )
+        # The losses are computed in float32 even under autocast, as icefall does.
+        with torch.autocast(device_type=device.type, enabled=False):
+            simple_loss, (px_grad, py_grad) = rnnt.rnnt_loss_smoothed(
+                lm=lm.float(),
+                am=am.float(),
+                symbols=y_padded,
+                termination_symbol=blank,
+                lm_only_scale=lm_scale,
+                am_only_scale=am_scale,
+                boundary=boundary,
+                reduction="sum",
+                return_grad=True,
+            )
         ranges = rnnt.get_rnnt_prune_ranges(
             px_grad=px_grad, py_grad=py_grad, boundary=boundary, s_range=prune_range
         )
@@ -209,18 +211,19 @@ class Transducer(nn.Module):
             ranges=ranges,
         )
         logits = self.joiner(am_pruned, lm_pruned, project_input=False)
-        pruned_loss = rnnt.rnnt_loss_pruned(
-            logits=logits.float(),
-            symbols=y_padded,
-            ranges=ranges,
-            termination_symbol=blank,
-            boundary=boundary,
-            reduction="sum",
-        )
+        with torch.autocast(device_type=device.type, enabled=False):
+            pruned_loss = rnnt.rnnt_loss_pruned(
+                logits=logits.float(),
+                symbols=y_padded,
+                ranges=ranges,
+                termination_symbol=blank,
+                boundary=boundary,
+                reduction="sum",
+            )
 
         ctc_loss = None
         if self.use_ctc:
-            log_probs = self.ctc_output(encoder_out)
+            log_probs = self.ctc_output(encoder_out).float()
             targets = torch.tensor([t for s in y for t in s], dtype=torch.int64)
             ctc_loss = nn.functional.ctc_loss(
                 log_probs=log_probs.permute(1, 0, 2),

@@ -13,7 +13,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-data_app = typer.Typer(help="Make, import, featurize and describe speech data.", no_args_is_help=True)
+data_app = typer.Typer(
+    help="Make, import, featurize and describe speech data.", no_args_is_help=True
+)
 text_app = typer.Typer(help="Text normalization and desensitization.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(text_app, name="text")

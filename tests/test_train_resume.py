@@ -107,3 +107,27 @@ def test_interrupted_run_resumes_step_and_optimizer_state(corpus, tmp_path: Path
     model, config, tokens = load_model(result.averaged)
     assert tokens[:3] == ["<blk>", "<sos/eos>", "<unk>"]
     assert config.vocab_size == len(tokens)
+
+
+def test_timed_checkpoint_is_written_and_preferred_when_newer(corpus, tmp_path: Path):
+    from training.lightning.smoke import write_smoke_recipe
+    from training.train import find_resume_checkpoint, train
+
+    recipe = write_smoke_recipe(
+        tmp_path / "recipe",
+        corpus,
+        {
+            "data": {"dev_cuts": [], "max_duration": 8},
+            "checkpoint": {"every_n_steps": 100, "every_minutes": 1e-6},
+        },
+    )
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(recipe, ["trainer.max_steps=20"], extra_callbacks=[Crash(at=3)])
+    exp = recipe / "exp"
+    assert not list(exp.glob("step-*.ckpt")) and not (exp / "last.ckpt").exists()
+    timed = torch.load(exp / "time-last.ckpt", map_location="cpu", weights_only=False)
+    assert timed["global_step"] == 3
+    assert not list(exp.glob("*.tmp"))
+    assert find_resume_checkpoint(exp) == exp / "time-last.ckpt"
+    result = train(recipe, ["trainer.max_steps=4"])
+    assert result.resumed_from == exp / "time-last.ckpt" and result.global_step == 4

@@ -332,18 +332,9 @@ def train(
     )
     callbacks: list = [ckpt_steps]
     if cfg.checkpoint.every_minutes:
-        callbacks.append(
-            ModelCheckpoint(
-                dirpath=exp,
-                filename="time-{step:08.0f}",
-                auto_insert_metric_name=False,
-                train_time_interval=timedelta(minutes=cfg.checkpoint.every_minutes),
-                save_top_k=1,
-                monitor="step",
-                mode="max",
-                save_last=True,
-            )
-        )
+        from training.lightning.callbacks import TimedCheckpoint
+
+        callbacks.append(TimedCheckpoint(exp, cfg.checkpoint.every_minutes))
     callbacks += extra_callbacks or []
 
     logger = False

@@ -27,3 +27,34 @@ class MlflowRunContext(Callback):
             return  # resumed: the run already has its params
         log_run_context(logger.experiment, logger.run_id, self.config, self.manifests)
         self.run_file.write_text(logger.run_id)
+
+
+class TimedCheckpoint(Callback):
+    """Saves ``time-last.ckpt`` every ``minutes`` of training (written to a temporary name and
+    renamed, so a kill mid-write leaves the previous file intact). Lightning's own
+    ``ModelCheckpoint(train_time_interval=...)`` is not applied under manual optimization."""
+
+    def __init__(self, dirpath: Path, minutes: float) -> None:
+        if minutes <= 0:
+            raise ValueError(f"TimedCheckpoint needs minutes > 0, got {minutes}")
+        self.path = Path(dirpath) / "time-last.ckpt"
+        self.seconds = minutes * 60.0
+        self._last = None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        import time
+
+        self._last = time.monotonic()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        import time
+
+        due = self._last is not None and time.monotonic() - self._last >= self.seconds
+        due = trainer.strategy.broadcast(due)  # rank 0 decides: every rank must join the save
+        if not due:
+            return
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        trainer.save_checkpoint(tmp)
+        if trainer.is_global_zero:
+            tmp.replace(self.path)
+        self._last = time.monotonic()

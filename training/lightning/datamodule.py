@@ -131,7 +131,7 @@ class TransducerDataset(torch.utils.data.Dataset):
         from serving.features import compute_fbank
 
         if self.speed_perturb and rng.random() < 2 / 3:
-            cut = cut.perturb_speed(float(rng.choice(self.speed_perturb)))
+            cut = cut.drop_features().perturb_speed(float(rng.choice(self.speed_perturb)))
         audio = cut.load_audio()
         samples = np.asarray(audio[0] if audio.ndim == 2 else audio, dtype=np.float32)
         sr = cut.sampling_rate

@@ -120,3 +120,26 @@ def test_slices_from_synth_metadata():
         "snr": "10-20dB",
     }
     assert _slices({"channel": {"codec": "alaw", "snr_db": None}})["snr"] == "clean"
+
+
+def test_eval_onnx_folder_agrees_with_torch_streaming(corpus, icefall_fixture: Path):
+    import os
+
+    # The fixture folder holds icefall's ONNX export (encoder*.onnx, tokens.txt): serving.engine.
+    code, out = _eval("--model", str(icefall_fixture), "--data", str(corpus.kaldi_dev), "--json")
+    assert code == 0, out
+    onnx = json.loads(out)["hypotheses"]
+    code, out = _eval(
+        "--model",
+        str(icefall_fixture / "epoch-99.pt"),
+        "--data",
+        str(corpus.kaldi_dev),
+        "--json",
+        "--streaming",
+    )
+    torch_hyps = json.loads(out)["hypotheses"]
+    assert [h["id"] for h in onnx] == [h["id"] for h in torch_hyps]
+    for a, b in zip(onnx, torch_hyps, strict=True):
+        # Same weights, two runtimes: equal output until the differently padded tail.
+        shared = os.path.commonprefix([a["hyp"], b["hyp"]])
+        assert len(shared) >= 0.8 * min(len(a["hyp"]), len(b["hyp"])) > 0

@@ -79,7 +79,7 @@ class GreedySearch:
     ) -> None:
         """Advance each state over its row of ``encoder_out`` (N, T, C), in place."""
         model, c = self.model, self.model.context_size
-        n, num_frames, _ = encoder_out.shape
+        num_frames = encoder_out.shape[1]
         missing = [i for i, s in enumerate(states) if s.decoder_out is None]
         if missing:
             ctx = np.array([states[i].tokens[-c:] for i in missing], dtype=np.int64)
@@ -103,8 +103,7 @@ class GreedySearch:
                     s.num_trailing_blanks += 1
             if emitted:
                 ctx = np.array([states[i].tokens[-c:] for i in emitted], dtype=np.int64)
-                dec = dec.copy()
-                dec[emitted] = model.run_decoder(ctx)
+                dec[emitted] = model.run_decoder(ctx)  # dec is our own stacked copy
         for i, s in enumerate(states):
             s.decoder_out = dec[i].copy()
             s.frame_offset += num_frames
@@ -200,7 +199,7 @@ class ModifiedBeamSearch:
         states: list[BeamState],
     ) -> None:
         """Advance each state over its row of ``encoder_out`` (N, T, C), in place."""
-        n, num_frames, _ = encoder_out.shape
+        num_frames = encoder_out.shape[1]
         vocab = self.model.vocab_size
         for t in range(num_frames):
             per_stream = [list(s.hyps.values()) for s in states]

@@ -176,3 +176,17 @@ def test_beam_search_reset_at_endpoints_matches_sherpa_onnx(icefall_fixture):
                 theirs.reset(b)
     assert len(segs_a) >= 3 and all(segs_a)
     assert segs_a == segs_b
+
+
+def test_recognizer_hot_words_apply_to_every_stream(icefall_fixture, hot, signals):
+    rec = Recognizer.from_folder(
+        icefall_fixture,
+        decoding_method="modified_beam_search",
+        hotwords=[PHRASE],
+        hotwords_score=2.0,
+    )
+    a, b = rec.create_stream(), rec.create_stream()
+    assert a.context_graph is b.context_graph is not None  # built once, shared
+    assert [run(rec, x) for x in signals[:3]] == [run(hot, x, [PHRASE]) for x in signals[:3]]
+    with pytest.raises(ValueError, match="modified_beam_search"):
+        Recognizer.from_folder(icefall_fixture, hotwords=[PHRASE])

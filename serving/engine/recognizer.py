@@ -177,11 +177,6 @@ class Recognizer:
         self.fbank_config = FbankConfig(num_bins=model.feature_dim)
         unk = tokens.unk_id
         if decoding_method == "greedy_search":
-            if self.hotwords:
-                raise ValueError(
-                    "hot words need decoding_method='modified_beam_search'; "
-                    "greedy search cannot use them"
-                )
             self.search: GreedySearch | ModifiedBeamSearch = GreedySearch(
                 model, unk_id=unk, blank_penalty=blank_penalty
             )
@@ -189,6 +184,7 @@ class Recognizer:
             self.search = ModifiedBeamSearch(
                 model, beam=beam, unk_id=unk, blank_penalty=blank_penalty
             )
+        self._default_graph = self._compile_hotwords(self.hotwords)
 
     @classmethod
     def from_folder(
@@ -225,7 +221,15 @@ class Recognizer:
     # --- streams ----------------------------------------------------------------------------
 
     def _build_graph(self, hotwords: Sequence[str] | None) -> ContextGraph | None:
-        phrases = [h.strip() for h in [*(hotwords or []), *self.hotwords] if h.strip()]
+        """The graph for a stream: its hot words plus the recognizer's (the recognizer's own
+        graph, shared, when the stream adds none; graphs are read-only during search)."""
+        extra = [h for h in hotwords or [] if h.strip()]
+        if not extra:
+            return self._default_graph
+        return self._compile_hotwords([*extra, *self.hotwords])
+
+    def _compile_hotwords(self, phrases: Sequence[str]) -> ContextGraph | None:
+        phrases = [h.strip() for h in phrases if h.strip()]
         if not phrases:
             return None
         if self.decoding_method != "modified_beam_search":

@@ -131,3 +131,16 @@ def test_timed_checkpoint_is_written_and_preferred_when_newer(corpus, tmp_path: 
     assert find_resume_checkpoint(exp) == exp / "time-last.ckpt"
     result = train(recipe, ["trainer.max_steps=4"])
     assert result.resumed_from == exp / "time-last.ckpt" and result.global_step == 4
+
+
+def test_max_time_is_a_budget_per_session(corpus, tmp_path: Path):
+    from training.lightning.smoke import write_smoke_recipe
+    from training.train import train
+
+    recipe = write_smoke_recipe(
+        tmp_path / "recipe", corpus, {"data": {"dev_cuts": [], "max_duration": 8}}
+    )
+    first = train(recipe, ["trainer.max_time_minutes=0.02"])  # 1.2 s
+    second = train(recipe, ["trainer.max_time_minutes=0.02"])
+    assert first.global_step >= 1
+    assert second.resumed_from is not None and second.global_step > first.global_step

@@ -335,6 +335,12 @@ def train(
         from training.lightning.callbacks import TimedCheckpoint
 
         callbacks.append(TimedCheckpoint(exp, cfg.checkpoint.every_minutes))
+    if cfg.trainer.max_time_minutes:
+        from training.lightning.callbacks import SessionTimer
+
+        callbacks.append(
+            SessionTimer(timedelta(minutes=cfg.trainer.max_time_minutes), interval="step")
+        )
     callbacks += extra_callbacks or []
 
     logger = False
@@ -366,11 +372,6 @@ def train(
         precision=cfg.trainer.precision,
         max_epochs=cfg.trainer.max_epochs,
         max_steps=cfg.trainer.max_steps,
-        max_time=(
-            timedelta(minutes=cfg.trainer.max_time_minutes)
-            if cfg.trainer.max_time_minutes
-            else None
-        ),
         logger=logger,
         callbacks=callbacks,
         log_every_n_steps=cfg.trainer.log_every_n_steps,

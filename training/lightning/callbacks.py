@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, Timer
 
 
 class MlflowRunContext(Callback):
@@ -58,3 +58,12 @@ class TimedCheckpoint(Callback):
         if trainer.is_global_zero:
             tmp.replace(self.path)
         self._last = time.monotonic()
+
+
+class SessionTimer(Timer):
+    """Lightning's ``Timer`` whose budget counts from this invocation: the elapsed time of
+    earlier (interrupted) sessions in a resumed checkpoint is not carried over, so
+    ``--max-time 60`` always means "train for another hour"."""
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        return None

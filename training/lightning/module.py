@@ -255,7 +255,12 @@ class TransducerModule(pl.LightningModule):
 
         if getattr(self, "_table", None) is None:
             self._table = TokenTable(self.tokens)
-        enc_out, enc_lens = self.model.forward_encoder(x, x_lens)
+        # As icefall's decode.py for causal models: 30 LOG_EPS frames flush the last chunk.
+        tail = torch.full((x.shape[0], 30, x.shape[2]), math.log(1e-10), dtype=x.dtype)
+        x = torch.cat([x, tail.to(x.device)], dim=1)
+        for i, n in enumerate(x_lens.tolist()):
+            x[i, n:] = math.log(1e-10)
+        enc_out, enc_lens = self.model.forward_encoder(x, x_lens + 30)
         return [self._table.decode(h) for h in greedy_search(self.model, enc_out, enc_lens)]
 
     def on_validation_epoch_end(self) -> None:

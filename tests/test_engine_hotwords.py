@@ -72,8 +72,9 @@ def test_hot_word_raises_phrase_frequency(beam, hot, signals):
     boosted = [run(hot, x, hotwords=[PHRASE]) for x in signals]
     n_plain = sum(t.count(PHRASE) for t in plain)
     n_boosted = sum(t.count(PHRASE) for t in boosted)
-    assert n_plain == 0
-    assert n_boosted >= 10
+    # Measured here: 0 without, 15 with the hot word; leave room for other CPUs' rounding.
+    assert n_plain <= 2
+    assert n_boosted >= n_plain + 8
     # Streams without hot words on the same recognizer are not biased.
     assert [run(hot, x) for x in signals] == plain
 

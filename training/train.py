@@ -290,6 +290,14 @@ def train(
         torch.set_num_threads(cfg.trainer.num_threads)
     pl.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
 
+    missing = [
+        p for p in cfg.data.train_cuts + cfg.data.dev_cuts if not _resolve(p, root).is_file()
+    ]
+    if missing or not cfg.data.train_cuts:
+        raise FileNotFoundError(
+            f"cut manifest(s) missing: {missing or 'data.train_cuts is empty'}; run "
+            "`hotline-asr data import` and `hotline-asr data fbank` first, or fix data.* paths"
+        )
     tokens = load_tokens(cfg, root)
     resume = find_resume_checkpoint(exp)
     if resume is not None and cfg.init.checkpoint:

@@ -284,12 +284,6 @@ def train(
     recipe_dir = Path(recipe_dir)
     root = Path(root) if root else PROJECT_ROOT
     cfg = load_recipe(recipe_dir, overrides)
-    exp = Path(exp_dir) if exp_dir else recipe_dir / "exp"
-    exp.mkdir(parents=True, exist_ok=True)
-    if cfg.trainer.num_threads > 0:
-        torch.set_num_threads(cfg.trainer.num_threads)
-    pl.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
-
     missing = [
         p for p in cfg.data.train_cuts + cfg.data.dev_cuts if not _resolve(p, root).is_file()
     ]
@@ -298,6 +292,12 @@ def train(
             f"cut manifest(s) missing: {missing or 'data.train_cuts is empty'}; run "
             "`hotline-asr data import` and `hotline-asr data fbank` first, or fix data.* paths"
         )
+    exp = Path(exp_dir) if exp_dir else recipe_dir / "exp"
+    exp.mkdir(parents=True, exist_ok=True)
+    if cfg.trainer.num_threads > 0:
+        torch.set_num_threads(cfg.trainer.num_threads)
+    pl.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
+
     tokens = load_tokens(cfg, root)
     resume = find_resume_checkpoint(exp)
     if resume is not None and cfg.init.checkpoint:

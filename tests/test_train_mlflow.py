@@ -57,7 +57,7 @@ def test_training_run_is_tracked(corpus, tmp_path: Path):
         return {a.path for a in client.list_artifacts(run.info.run_id, path)}
 
     assert artifacts("config") == {"config/config.yaml", "config/tokens.txt"}
-    assert artifacts("checkpoints") == {"checkpoints/averaged.pt", "checkpoints/last.ckpt"}
+    assert artifacts("checkpoints") == {"checkpoints/averaged.pt", "checkpoints/final.pt"}
 
     # Resume: same run, the step count goes on.
     again = train(recipe, ["trainer.max_steps=4", "loss.pinyin_ctc_scale=0.1"])

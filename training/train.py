@@ -3,8 +3,9 @@
 Reads ``<recipe>/config.yaml`` (see :mod:`training.lightning.config`), trains with Lightning on
 CPU (DDP over gloo when ``trainer.devices > 1``), checkpoints into ``<recipe>/exp/`` every N
 steps and every M minutes (``step-*.ckpt`` plus ``last.ckpt``), resumes from the newest readable
-checkpoint there, averages the last k into ``exp/averaged.pt`` (our checkpoint format) and
-tracks everything in MLflow.
+checkpoint there, averages the last k into ``exp/averaged.pt`` and writes the last weights to
+``exp/final.pt`` (both in our model file format, without optimizer state), and tracks everything
+in MLflow (both model files are logged as artifacts; the Lightning checkpoints stay in exp/).
 
 ``init.checkpoint`` starts from our checkpoint, a Lightning ``.ckpt`` or an icefall checkpoint
 (``{"model": state_dict}`` with ``hyper-params.json`` beside it). When the init vocabulary
@@ -53,6 +54,7 @@ class TrainResult:
     global_step: int
     last_checkpoint: Path | None
     averaged: Path | None
+    final: Path | None
     resumed_from: Path | None
     mlflow_run_id: str | None
     skipped_batches: int
@@ -396,11 +398,12 @@ def train(
 
     last = exp / "last.ckpt"
     trainer.save_checkpoint(last)
-    averaged = None
+    averaged = final = None
     if trainer.is_global_zero:
         steps = sorted(exp.glob("step-*.ckpt"), key=checkpoint_step)
         pick = steps[-cfg.checkpoint.average_last :] if cfg.checkpoint.average_last > 0 else []
         averaged = average_checkpoints(pick or [last], exp / "averaged.pt")
+        final = average_checkpoints([last], exp / "final.pt")  # last weights, our format
         if cfg.mlflow.enabled and logger and logger.run_id:
             run_id = logger.run_id
             from registry.tracking import log_artifacts
@@ -411,12 +414,13 @@ def train(
                 [exp / "config.yaml", _resolve(cfg.tokens.file, root)],
                 "config",
             )
-            log_artifacts(logger.experiment, run_id, [averaged, last], "checkpoints")
+            log_artifacts(logger.experiment, run_id, [averaged, final], "checkpoints")
     return TrainResult(
         exp_dir=exp,
         global_step=trainer.global_step,
         last_checkpoint=last if last.is_file() else None,
         averaged=averaged,
+        final=final,
         resumed_from=resume,
         mlflow_run_id=run_id,
         skipped_batches=module.skipped_batches,

@@ -143,3 +143,21 @@ def test_eval_onnx_folder_agrees_with_torch_streaming(corpus, icefall_fixture: P
         # Same weights, two runtimes: equal output until the differently padded tail.
         shared = os.path.commonprefix([a["hyp"], b["hyp"]])
         assert len(shared) >= 0.8 * min(len(a["hyp"]), len(b["hyp"])) > 0
+
+
+def test_eval_reads_our_model_file_and_lightning_checkpoint_alike(corpus, tmp_path: Path):
+    from training.lightning.smoke import write_smoke_recipe
+    from training.train import train
+
+    recipe = write_smoke_recipe(
+        tmp_path / "recipe",
+        corpus,
+        {"data": {"dev_cuts": []}, "checkpoint": {"every_n_steps": 2, "average_last": 1}},
+    )
+    result = train(recipe, ["trainer.max_steps=2"])
+    outs = []
+    for model in (result.averaged, result.final, result.last_checkpoint):
+        code, out = _eval("--model", str(model), "--data", str(corpus.kaldi_dev), "--json")
+        assert code == 0, out
+        outs.append([h["hyp"] for h in json.loads(out)["hypotheses"]])
+    assert outs[0] == outs[1] == outs[2]

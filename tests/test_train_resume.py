@@ -144,3 +144,43 @@ def test_max_time_is_a_budget_per_session(corpus, tmp_path: Path):
     second = train(recipe, ["trainer.max_time_minutes=0.02"])
     assert first.global_step >= 1
     assert second.resumed_from is not None and second.global_step > first.global_step
+
+
+class Seen(Callback):
+    def __init__(self, crash_at: int | None = None) -> None:
+        self.batches: list[tuple[int, tuple[str, ...]]] = []
+        self.crash_at = crash_at
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.batches.append((trainer.current_epoch, tuple(batch["cut_ids"])))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.crash_at is not None and trainer.global_step >= self.crash_at:
+            raise RuntimeError("simulated crash")
+
+
+def test_resume_mid_epoch_continues_the_epoch_not_replays_it(corpus, tmp_path: Path):
+    from training.lightning.smoke import write_smoke_recipe
+    from training.train import train
+
+    def recipe(name: str) -> Path:
+        return write_smoke_recipe(
+            tmp_path / name, corpus, {"data": {"dev_cuts": [], "max_duration": 3.5}}
+        )
+
+    reference = Seen()
+    train(recipe("ref"), ["trainer.max_steps=8"], extra_callbacks=[reference])
+    epochs = [e for e, _ in reference.batches]
+    assert epochs.count(0) >= 2 and epochs.count(1) >= 3, epochs  # the crash lands mid-epoch 1
+
+    cut = recipe("cut")
+    crashed = Seen(crash_at=epochs.count(0) + 2)  # two batches into epoch 1, ckpt every 2 steps
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(cut, ["trainer.max_steps=20"], extra_callbacks=[crashed])
+    saved = torch.load(cut / "exp" / "last.ckpt", map_location="cpu", weights_only=False)
+    done = saved["global_step"]
+    assert saved["hotline"]["epoch_position"]["epoch"] == 1
+
+    resumed = Seen()
+    train(cut, ["trainer.max_steps=8"], extra_callbacks=[resumed])
+    assert crashed.batches[:done] + resumed.batches == reference.batches

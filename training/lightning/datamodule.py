@@ -194,6 +194,26 @@ def load_cuts(paths: list[str | Path], root: Path | None = None, max_duration: f
     return cuts.to_eager()
 
 
+class SkipBatches(torch.utils.data.Sampler):
+    """Wraps a lhotse sampler and drops its first ``skip`` batches (cheap: no audio is read)."""
+
+    def __init__(self, sampler, skip: int) -> None:
+        self.sampler = sampler
+        self.skip = skip
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def __iter__(self):
+        it = iter(self.sampler)
+        for _ in range(self.skip):
+            if next(it, None) is None:
+                return
+        # Not `yield from it`: iter() on a lhotse sampler restarts it.
+        while (batch := next(it, None)) is not None:
+            yield batch
+
+
 class TransducerDataModule:
     """Builds the train and dev ``DataLoader``s; a LightningDataModule via :func:`as_lightning`.
 
@@ -277,7 +297,8 @@ class TransducerDataModule:
             seed=self.data.seed,
         )
 
-    def train_dataloader(self, epoch: int = 0) -> torch.utils.data.DataLoader:
+    def train_dataloader(self, epoch: int = 0, skip: int = 0) -> torch.utils.data.DataLoader:
+        """The loader for ``epoch``; ``skip`` drops its first batches (a resumed epoch)."""
         from lhotse.dataset import DynamicBucketingSampler, SimpleCutSampler
 
         world, rank = self._rank()
@@ -303,6 +324,8 @@ class TransducerDataModule:
                 drop_last=False,  # lhotse then gives every rank the same number of batches
             )
         sampler.set_epoch(epoch)
+        if skip > 0:
+            sampler = SkipBatches(sampler, skip)
         return self._loader(self.train_dataset(), sampler)
 
     def dev_dataloader(self) -> torch.utils.data.DataLoader:
@@ -333,8 +356,12 @@ class TransducerDataModule:
 
         class _DataModule(pl.LightningDataModule):
             def train_dataloader(self):
-                epoch = self.trainer.current_epoch if self.trainer is not None else 0
-                return core.train_dataloader(epoch)
+                if self.trainer is None:
+                    return core.train_dataloader(0)
+                epoch = self.trainer.current_epoch
+                module = self.trainer.lightning_module
+                skip = module.batches_to_skip(epoch) if hasattr(module, "batches_to_skip") else 0
+                return core.train_dataloader(epoch, skip)
 
             def val_dataloader(self):
                 return core.dev_dataloader()

@@ -106,6 +106,8 @@ class TransducerModule(pl.LightningModule):
         self._pending_scheduler_state: dict | None = None
         self.skipped_batches = 0
         self._epoch_batches = 0
+        self._resume_position: dict[str, int] | None = None
+        self._position_epoch = 0
         self._val_errors = 0
         self._val_chars = 0
         self._val_decoded = 0
@@ -211,8 +213,16 @@ class TransducerModule(pl.LightningModule):
         if parts.pinyin is not None:
             self.log(f"{stage}/pinyin_ctc_loss", float(parts.pinyin.detach()) / f, **kw)
 
+    def batches_to_skip(self, epoch: int) -> int:
+        """Batches of ``epoch`` already trained before the run was cut off (0 unless resuming
+        mid-epoch): the data module skips them so the epoch is not replayed from its start."""
+        pos = self._resume_position
+        return int(pos["batches"]) if pos and int(pos["epoch"]) == epoch else 0
+
     def on_train_epoch_start(self) -> None:
-        self._epoch_batches = 0
+        self._epoch_batches = self.batches_to_skip(self.current_epoch)
+        self._position_epoch = self.current_epoch
+        self._resume_position = None
         if self.scheduler is not None:
             self.scheduler.step_epoch(self.current_epoch)
 
@@ -297,6 +307,8 @@ class TransducerModule(pl.LightningModule):
             "model_config": self.model_config,
             "tokens": self.tokens,
             "skipped_batches": self.skipped_batches,
+            # the epoch the batch count belongs to (current_epoch moves on at an epoch's end)
+            "epoch_position": {"epoch": self._position_epoch, "batches": self._epoch_batches},
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -304,7 +316,9 @@ class TransducerModule(pl.LightningModule):
         if self.scheduler is not None and self._pending_scheduler_state is not None:
             self.scheduler.load_state_dict(self._pending_scheduler_state)
             self._pending_scheduler_state = None
-        self.skipped_batches = int(checkpoint.get("hotline", {}).get("skipped_batches", 0))
+        meta = checkpoint.get("hotline", {})
+        self.skipped_batches = int(meta.get("skipped_batches", 0))
+        self._resume_position = meta.get("epoch_position")
 
 
 def encoder_out_dim(model: nn.Module) -> int:

@@ -2,8 +2,9 @@
 
 Reads ``<recipe>/config.yaml`` (see :mod:`training.lightning.config`), trains with Lightning on
 CPU (DDP over gloo when ``trainer.devices > 1``), checkpoints into ``<recipe>/exp/`` every N
-steps and every M minutes (``step-*.ckpt`` plus ``last.ckpt``), resumes from the newest readable
-checkpoint there, averages the last k into ``exp/averaged.pt`` and writes the last weights to
+steps and every M minutes (``step-*.ckpt``, ``last.ckpt``, ``time-last.ckpt``), resumes from
+the newest readable checkpoint there (step count, optimizer, schedule, and the position inside
+the current epoch), averages the last k into ``exp/averaged.pt`` and writes the last weights to
 ``exp/final.pt`` (both in our model file format, without optimizer state), and tracks everything
 in MLflow (both model files are logged as artifacts; the Lightning checkpoints stay in exp/).
 

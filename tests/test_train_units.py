@@ -204,3 +204,22 @@ def test_find_resume_checkpoint_skips_truncated(tmp_path: Path):
     (tmp_path / "last.ckpt").write_bytes(full[: len(full) // 2])  # cut off mid-write
     assert find_resume_checkpoint(tmp_path) == tmp_path / "step-00000006.ckpt"
     assert math.isfinite(float(torch.load(tmp_path / "step-00000004.ckpt")["global_step"]))
+
+
+def test_desensitized_cuts_are_left_out_of_training(tmp_path: Path):
+    from lhotse import CutSet, MonoCut, SupervisionSegment
+
+    from training.lightning.datamodule import is_desensitized, load_cuts
+
+    def cut(cid: str, custom: dict | None) -> MonoCut:
+        sup = SupervisionSegment(id=cid, recording_id=cid, start=0, duration=1, text="你好")
+        sup.custom = custom
+        return MonoCut(id=cid, start=0, duration=1, channel=0, supervisions=[sup])
+
+    cuts = CutSet.from_cuts(
+        [cut("a", None), cut("b", {"desensitized": {"mobile": 1}}), cut("c", {"role": "agent"})]
+    )
+    path = tmp_path / "cuts.jsonl.gz"
+    cuts.to_file(path)
+    assert [is_desensitized(c) for c in cuts] == [False, True, False]
+    assert sorted(c.id for c in load_cuts([path])) == ["a", "c"]

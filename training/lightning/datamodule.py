@@ -189,9 +189,17 @@ def load_cuts(paths: list[str | Path], root: Path | None = None, max_duration: f
             )
         sets.append(CutSet.from_file(p))
     cuts = sets[0] if len(sets) == 1 else CutSet.from_cuts(c for s in sets for c in s)
+    # A desensitized transcript holds a placeholder where the audio still speaks the number:
+    # training on (or scoring against) it would teach the wrong text, so such cuts are left out.
+    cuts = CutSet.from_cuts(c for c in cuts if not is_desensitized(c))
     if max_duration:
         cuts = CutSet.from_cuts(c for c in cuts if c.duration <= max_duration)
     return cuts.to_eager()
+
+
+def is_desensitized(cut) -> bool:
+    """True when any supervision's transcript had personal data masked at import."""
+    return any((s.custom or {}).get("desensitized") for s in cut.supervisions)
 
 
 class SkipBatches(torch.utils.data.Sampler):

@@ -43,6 +43,10 @@ def transcribe(
     int8: Annotated[bool, typer.Option(help="Use the *.int8.onnx files.")] = False,
     max_segment_s: Annotated[float, typer.Option(help="Longest VAD segment (s).")] = 20.0,
     max_batch_size: Annotated[int, typer.Option(help="Segments decoded together.")] = 32,
+    output: Annotated[
+        str,
+        typer.Option("--format", help="json (one line per file) or text (a line per sentence)."),
+    ] = "json",
 ) -> None:
     """Transcribe files; print one JSON line per file:
     {"file", "text", "sentences": [{"leg", "start_ms", "end_ms", "text"}], "duration_s", "rtf"}.
@@ -53,6 +57,8 @@ def transcribe(
     from serving.engine.recognizer import Recognizer
     from serving.engine.vad import VadOptions
 
+    if output not in ("json", "text"):
+        raise typer.BadParameter("use json or text", param_hint="--format")
     words = _read_hotwords(hotwords, hotwords_file)
     if words and decoding_method != "modified_beam_search":
         raise typer.BadParameter(
@@ -77,4 +83,24 @@ def transcribe(
     transcriber = Transcriber(rec, VadOptions(max_segment_s=max_segment_s))
     for f in files:
         result = transcriber.transcribe_file(f)
-        typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
+        if output == "json":
+            typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
+        else:
+            typer.echo(format_text(result))
+
+
+def format_text(result) -> str:
+    """A readable transcript: one line per sentence with its leg and times, then the RTF."""
+    legs = {s.leg for s in result.sentences}
+    names = {0: "坐席 agent", 1: "市民 caller"} if legs - {0} else {0: "mono"}
+    lines = [f"{result.file}  ({result.duration_s:.1f} s)"]
+    for s in result.sentences:
+        lines.append(
+            f"  [{names.get(s.leg, s.leg)}] {_clock(s.start_ms)} - {_clock(s.end_ms)}  {s.text}"
+        )
+    lines.append(f"  RTF {result.rtf:.3f}")
+    return "\n".join(lines)
+
+
+def _clock(ms: int) -> str:
+    return f"{ms // 60000:02d}:{ms % 60000 / 1000:06.3f}"

@@ -126,3 +126,20 @@ def test_transcribe_command_prints_one_json_line_per_file(icefall_fixture, tmp_p
         app, ["transcribe", "--model", str(icefall_fixture), "--hotword", "上鱼", str(mono)]
     )
     assert bad.exit_code != 0 and "modified_beam_search" in bad.output
+
+
+def test_transcribe_text_format_names_legs_and_times(icefall_fixture, tmp_path):
+    from typer.testing import CliRunner
+
+    from hotline_asr.cli import app
+
+    stereo = tmp_path / "stereo.wav"
+    sf.write(stereo, call([[(0.3, 1.2)], [(1.5, 2.2)]], 2.5), SR)
+    args = ["transcribe", "--model", str(icefall_fixture), str(stereo)]
+    out = CliRunner().invoke(app, [*args, "--format", "text"])
+    assert out.exit_code == 0, out.output
+    lines = out.output.strip().splitlines()
+    assert lines[0].startswith(str(stereo)) and lines[-1].strip().startswith("RTF ")
+    assert "[坐席 agent] 00:00." in lines[1] and "[市民 caller] 00:01." in lines[2]
+    bad = CliRunner().invoke(app, [*args, "--format", "xml"])
+    assert bad.exit_code != 0 and "json or text" in bad.output

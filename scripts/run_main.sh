@@ -14,7 +14,12 @@ hotline-asr data synth --hours "$HOURS" --seed 2026 --out "$WORK/synth" --jobs "
 hotline-asr data import "$WORK/synth" --corpus demo --out "$WORK"
 hotline-asr data fbank --corpus demo --manifests "$WORK/manifests" --out "$WORK/fbank" --jobs "$JOBS"
 hotline-asr data stats --corpus demo --manifests "$WORK/manifests"
-if [ -d models/default ]; then
-  hotline-asr data render-call --seed 7 --out "$WORK/call"
-  hotline-asr transcribe --model models/default "$WORK"/call/*stereo*.wav
+# The embedded default model ships as a checkpoint; its ONNX export (what the engine runs) is
+# made once, in seconds, into a git-ignored folder.
+MODEL=models/default
+ONNX=$WORK/default-onnx
+if [ ! -f "$ONNX/encoder.onnx" ]; then
+  hotline-asr export "$MODEL/model.pt" "$ONNX" --no-int8
 fi
+hotline-asr data render-call --seed 7 --out "$WORK/call"
+hotline-asr transcribe --model "$ONNX" --format text "$WORK/call/call7.stereo.wav"

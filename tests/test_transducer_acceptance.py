@@ -8,13 +8,13 @@ producing a listed phrase that is not spoken.
 Recipe notes (what made the overfit fast and reliable on one CPU thread):
 - one fixed chunk (16 frames at 50 Hz, the streaming setting) with full left context, in
   training and decoding;
-- a CTC head (weight 1) next to the transducer losses: without it the encoder stayed blind
-  for hundreds of steps and the decoder, a perfect LM over four sentences, gave the same
-  sentence for every utterance;
+- a CTC head (weight 1) next to the transducer losses: without it the encoder stays blind for
+  long and the decoder, a perfect LM over four sentences, gives one sentence for every
+  utterance (this recipe without CTC: CER 0.33 after 250 steps);
 - ``prune_range=2``: at most one symbol per frame in the pruned lattice, as the searches emit.
-  The model emits a memorised sentence in a burst at its start and spreads the last symbols
-  over the remaining frames, never above blank on any one frame; with the default 5 greedy
-  search dropped up to half of each sentence, with 2 only the last character, and not for long;
+  The model emits a memorised sentence in a burst at its start and spreads the last symbol
+  over the remaining frames, never above blank on any one frame, so greedy search drops final
+  characters until that sharpens (with the default 5: CER 0 at step 190 instead of 150);
 - ScaledAdam at a high rate (0.12), the model's schedules set past their warm-up (20000).
 """
 

@@ -1,9 +1,9 @@
 """Acceptance tests of the whole transducer stack on real (espeak-ng) speech.
 
 A tiny streaming Zipformer2 is trained from scratch on four short utterances until greedy
-search reproduces every transcript (CER 0). A snapshot taken earlier, when beam search still
-misses a listed term, shows that hot-word biasing in ``modified_beam_search`` recovers it without
-producing a listed phrase that is not spoken.
+search reproduces every transcript (CER 0). Snapshots taken earlier, when beam search still
+misses a listed term, show that hot-word biasing in ``modified_beam_search`` recovers terms
+without producing a listed phrase that is not spoken.
 
 Recipe notes (what made the overfit fast and reliable on one CPU thread):
 - one fixed chunk (16 frames at 50 Hz, the streaming setting) with full left context, in
@@ -47,14 +47,14 @@ HOT_WORD_SCORE = 0.5  # bonus per token; at 1.5 whole memorised sentences get sw
 CHUNK = 16  # 50 Hz frames
 MAX_STEPS = 400
 CHECK_EVERY = 10
+MAX_SNAPSHOTS = 3
 LOG_EPS = float(np.log(1e-10))
 
 
 @dataclass
 class Trained:
     model: Transducer  # overfitted: greedy CER 0
-    early: Transducer | None  # first check with CER <= 0.3 where beam search misses a term
-    early_step: int
+    early: list[tuple[int, Transducer]]  # (step, snapshot): CER <= 0.3, beam misses a term
     steps: int
     table: TokenTable
     x: torch.Tensor
@@ -127,7 +127,7 @@ def trained() -> Trained:
     opt = ScaledAdam(model.named_parameters(), lr=0.12, clipping_scale=2.0)
     sched = Eden(opt, lr_batches=1000, lr_epochs=100, warmup_batches=1)
     history: list[tuple[int, float, list[str]]] = []
-    early, early_step = None, -1
+    early: list[tuple[int, Transducer]] = []
     for step in range(1, MAX_STEPS + 1):
         model.train()
         set_batch_count(model, 20000 + step)
@@ -142,12 +142,13 @@ def trained() -> Trained:
         hyps = _decode(model, table, x, x_lens)
         cer = _cer(TEXTS, hyps)
         history.append((step, cer, hyps))
-        # The hot-word snapshot: close to the transcripts, yet beam search misses a term.
-        if early is None and cer <= 0.3 and _recall(_decode(model, table, x, x_lens, 4)) < 1:
-            early, early_step = copy.deepcopy(model), step
+        # Hot-word snapshots: close to the transcripts, yet beam search misses a term.
+        if len(early) < MAX_SNAPSHOTS and cer <= 0.3:
+            if _recall(_decode(model, table, x, x_lens, beam=4)) < 1:
+                early.append((step, copy.deepcopy(model)))
         if cer == 0:
             break
-    return Trained(model, early, early_step, step, table, x, x_lens, history)
+    return Trained(model, early, step, table, x, x_lens, history)
 
 
 def test_tiny_model_overfits_to_cer_zero(trained: Trained):
@@ -159,24 +160,28 @@ def test_tiny_model_overfits_to_cer_zero(trained: Trained):
 
 
 def test_hotword_biasing_raises_recall(trained: Trained):
-    """On the snapshot that still errs, biasing toward the spoken terms recovers them; an
-    unspoken listed phrase stays out, and sentences without a term change little."""
-    assert trained.early is not None, trained.history
-    m, table, x, x_lens = trained.early, trained.table, trained.x, trained.x_lens
-    plain = _decode(m, table, x, x_lens, beam=4)
+    """On the snapshots that still miss a term, biasing toward the spoken terms recovers more
+    of them; the unspoken listed phrase never appears, and the sentences without a term lose
+    little. Summed over up to three snapshots, so that one borderline model does not decide."""
+    assert trained.early, f"no snapshot where beam search missed a term: {trained.history}"
+    table, x, x_lens = trained.table, trained.x, trained.x_lens
     graph = ContextGraph.from_texts([*HOT_WORDS, ABSENT_WORD], table.encode, score=HOT_WORD_SCORE)
-    biased = _decode(m, table, x, x_lens, beam=4, graph=graph)
-    before, after = _recall(plain), _recall(biased)
-    print(f"snapshot at step {trained.early_step}: recall {before} -> {after}")
-    print(f"plain {plain}\nbiased {biased}")
-    assert after > before, (plain, biased)
-
-    absent = hotword_recall(zip(TEXTS, biased, strict=True), [ABSENT_WORD])[ABSENT_WORD]
-    assert absent["hyp"] == 0, biased
     free = [i for i, t in enumerate(TEXTS) if not any(w in t for w in HOT_WORDS)]
     assert free, "keep at least one utterance without a hot word"
     refs = [TEXTS[i] for i in free]
-    cer_plain = _cer(refs, [plain[i] for i in free])
-    cer_biased = _cer(refs, [biased[i] for i in free])
-    print(f"CER without hot words: {cer_plain:.3f} -> {cer_biased:.3f}")
-    assert cer_biased <= cer_plain + 0.1, (plain, biased)
+    before = after = 0.0
+    cer_rise = []
+    for step, m in trained.early:
+        plain = _decode(m, table, x, x_lens, beam=4)
+        biased = _decode(m, table, x, x_lens, beam=4, graph=graph)
+        before, after = before + _recall(plain), after + _recall(biased)
+        absent = hotword_recall(zip(TEXTS, biased, strict=True), [ABSENT_WORD])[ABSENT_WORD]
+        assert absent["hyp"] == 0, (step, biased)
+        cer_rise.append(
+            _cer(refs, [biased[i] for i in free]) - _cer(refs, [plain[i] for i in free])
+        )
+        print(f"step {step}: recall {_recall(plain)} -> {_recall(biased)}")
+        print(f"  plain {plain}\n  biased {biased}")
+    print(f"recall summed: {before} -> {after}; CER rise without hot words: {cer_rise}")
+    assert after > before
+    assert sum(cer_rise) / len(cer_rise) <= 0.1, cer_rise

@@ -42,7 +42,7 @@ def test_recipes_parse_and_overrides_apply():
     assert cfg.data.train_cuts == ["data/fbank/synth_cuts_train.jsonl.gz"]
     ft = load_recipe(root / "recipes" / "zipformer_finetune_voice")
     assert ft.data.train_weights == [0.7, 0.3]
-    assert ft.init.checkpoint == "recipes/zipformer_synth/exp/averaged.pt"
+    assert ft.init.checkpoint == "models/default/model.pt"
     with pytest.raises(ValueError, match="unknown key"):
         load_recipe(root / "recipes" / "zipformer_synth", ["trainer.max_stepz=1"])
     with pytest.raises(ValueError, match="key=value"):
@@ -223,3 +223,15 @@ def test_desensitized_cuts_are_left_out_of_training(tmp_path: Path):
     cuts.to_file(path)
     assert [is_desensitized(c) for c in cuts] == [False, True, False]
     assert sorted(c.id for c in load_cuts([path])) == ["a", "c"]
+
+
+def test_embedded_default_model_loads_with_the_shipped_token_table():
+    from serving.tokens import TokenTable
+    from training.model.checkpoint import load_model
+
+    root = Path(__file__).resolve().parents[1] / "models" / "default"
+    model, config, tokens = load_model(root / "model.pt")
+    assert tokens == list(TokenTable.load(root / "tokens.txt").tokens)
+    assert config.vocab_size == len(tokens) and tokens[0] == "<blk>"
+    assert model.joiner.output_linear.out_features == len(tokens)
+    assert 5e6 < sum(p.numel() for p in model.parameters()) < 2e7

@@ -138,12 +138,10 @@ def torch_stream(
 
 
 def _edit_distance(a: list[int], b: list[int]) -> int:
-    row = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        prev, row[0] = row[0], i
-        for j, y in enumerate(b, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
-    return row[-1]
+    """Token edits between two id sequences, via the project's scorer (ids as code points)."""
+    from training.scoring import align
+
+    return sum(op.op != "ok" for op in align("".join(map(chr, a)), "".join(map(chr, b))))
 
 
 def _max_abs(a, b) -> float:

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from training.decode.search import GreedySearcher
 from training.export import OnnxDecoder
 from training.export_runtime import OnnxTransducer
 
@@ -97,25 +98,13 @@ class ExportReport:
         return self.table()
 
 
-@torch.no_grad()
 def torch_greedy_search(model: nn.Module, encoder_out: torch.Tensor) -> list[int]:
-    """Greedy search on one utterance's *projected* encoder output (frames, joiner_dim), one symbol
-    per frame at most, start context ``[-1, ..., -1, blank]`` — the same rule as
+    """Greedy search on one utterance's *projected* encoder output (frames, joiner_dim) with
+    :class:`training.decode.search.GreedySearcher`: the same rule as the engine's search used by
     :meth:`OnnxTransducer.greedy_search`, so the two can be compared token for token."""
-    dec = model.decoder
-    blank = dec.blank_id
-    project = OnnxDecoder(dec, model.joiner.decoder_proj)
-    context = [-1] * (dec.context_size - 1) + [blank]
-    d = project(torch.tensor([context]))
-    hyp: list[int] = []
-    for t in range(encoder_out.shape[0]):
-        logit = model.joiner(encoder_out[t : t + 1], d, project_input=False)
-        token = int(logit[0].argmax())
-        if token != blank:
-            hyp.append(token)
-            context = context[1:] + [token]
-            d = project(torch.tensor([context]))
-    return hyp
+    searcher = GreedySearcher(model, batch_size=1)
+    searcher.step(encoder_out[None])
+    return searcher.results()[0].tokens
 
 
 @torch.no_grad()
@@ -195,7 +184,10 @@ def check_export(
     join_diff = _max_abs(logit_t, onnx_model.run_joiner(e.numpy(), dec_t.numpy()))
 
     torch_hyps = [torch_greedy_search(model, t_out[i]) for i in range(batch_size)]
-    onnx_hyps = [onnx_model.greedy_search(run.encoder_out[i]) for i in range(batch_size)]
+    unk = getattr(model, "unk_id", None)
+    onnx_hyps = [
+        onnx_model.greedy_search(run.encoder_out[i], unk_id=unk) for i in range(batch_size)
+    ]
 
     report = ExportReport(
         out_dir=str(out_dir),
@@ -214,7 +206,9 @@ def check_export(
         q = OnnxTransducer.from_dir(out_dir, int8=True)
         q_run = q.stream_encoder(feats.numpy())
         report.int8_encoder_out_max_abs_diff = _max_abs(t_out, q_run.encoder_out)
-        report.int8_hyps = [q.greedy_search(q_run.encoder_out[i]) for i in range(batch_size)]
+        report.int8_hyps = [
+            q.greedy_search(q_run.encoder_out[i], unk_id=unk) for i in range(batch_size)
+        ]
     return report
 
 

@@ -127,17 +127,17 @@ class OnnxTransducer:
         feeds = {"encoder_out": encoder_out, "decoder_out": decoder_out}
         return self.joiner.run(None, feeds)[0]
 
-    def greedy_search(self, encoder_out: np.ndarray, blank_id: int = 0) -> list[int]:
-        """Greedy search on one utterance's projected encoder output (frames, joiner_dim), at most
-        one symbol per frame; the start context is icefall's ``[-1, ..., -1, blank]``."""
-        context = [-1] * (self.context_size - 1) + [blank_id]
-        dec = self.run_decoder(np.array([context], dtype=np.int64))
-        hyp: list[int] = []
-        for t in range(encoder_out.shape[0]):
-            logit = self.run_joiner(encoder_out[t : t + 1], dec)
-            token = int(logit[0].argmax())
-            if token != blank_id:
-                hyp.append(token)
-                context = context[1:] + [token]
-                dec = self.run_decoder(np.array([context], dtype=np.int64))
-        return hyp
+    def greedy_search(
+        self, encoder_out: np.ndarray, blank_id: int = 0, unk_id: int | None = None
+    ) -> list[int]:
+        """Greedy search on one utterance's projected encoder output (frames, joiner_dim): the
+        serving engine's :class:`~serving.engine.search.GreedySearch` (at most one symbol per
+        frame, start context ``[-1, ..., -1, blank]``; ``unk_id`` is treated like blank)."""
+        from serving.engine.search import GreedySearch
+
+        if blank_id != 0:
+            raise ValueError(f"the engine's search assumes blank id 0, got {blank_id}")
+        search = GreedySearch(self, unk_id=unk_id)  # duck-typed: context_size, run_decoder/joiner
+        state = search.empty()
+        search.decode(np.ascontiguousarray(encoder_out[None], dtype=np.float32), [state])
+        return search.result(state).tokens

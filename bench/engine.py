@@ -6,7 +6,7 @@
 Prints one table: streaming RTF of each engine (one stream at a time, and all streams batched),
 their ratio, per-chunk compute latency p50/p90, encoder state bytes per stream, greedy
 transcript agreement, the offline (VAD + batched) RTF of one long recording, and int8
-(onnxruntime ``quantize_dynamic``) against fp32. Both engines get the same threads, the same
+(the export's own ``*.int8.onnx``, or ``training.export.quantize_int8``) against fp32. Both engines get the same threads, the same
 16 kHz samples and the same 0.66 s tail padding; their runs alternate utterance by utterance so
 that load from other processes hits both alike.
 """
@@ -209,14 +209,19 @@ def batched(rec, utts: list[Utterance], ours: bool) -> float:
 
 
 def quantize(folder: Path, out: Path) -> Path:
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    """int8 files as `hotline-asr export` writes them (icefall's op choice: MatMul, plus Gather in
+    the decoder): the folder's own ``*.int8.onnx`` when it has them, else quantized into ``out``."""
+    try:
+        find_model_files(folder, int8=True)
+        return folder
+    except (FileNotFoundError, ValueError):
+        pass
+    from training.export import INT8_OP_TYPES, quantize_int8
 
     f = find_model_files(folder)
     out.mkdir(parents=True, exist_ok=True)
-    for p in (f.encoder, f.decoder, f.joiner):
-        quantize_dynamic(
-            str(p), str(out / p.name.replace(".onnx", ".int8.onnx")), weight_type=QuantType.QInt8
-        )
+    for kind, p in (("encoder", f.encoder), ("decoder", f.decoder), ("joiner", f.joiner)):
+        quantize_int8(p, out / p.name.replace(".onnx", ".int8.onnx"), INT8_OP_TYPES[kind])
     shutil.copy(f.tokens, out / "tokens.txt")
     return out
 

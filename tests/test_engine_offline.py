@@ -61,6 +61,11 @@ def test_stereo_call_gives_sentences_of_both_legs_in_time_order(rec, tmp_path):
     for s, (a, b) in zip(result.sentences, truth, strict=True):
         assert abs(s.start_ms - a * 1000) <= 40 and abs(s.end_ms - b * 1000) <= 40
         assert s.text
+        # token times are absolute (recording start), ordered, and inside the decoded span,
+        # which the VAD pads by well under a second on each side
+        assert len(s.token_ms) == len(s.tokens) > 0
+        assert s.token_ms == sorted(s.token_ms)
+        assert s.start_ms - 1000 <= s.token_ms[0] and s.token_ms[-1] <= s.end_ms + 1000
     assert result.text == "".join(s.text for s in result.sentences)
     assert result.rtf > 0 and result.processing_s > 0
 
@@ -119,7 +124,8 @@ def test_transcribe_command_prints_one_json_line_per_file(icefall_fixture, tmp_p
         assert set(d) == {"file", "text", "sentences", "duration_s", "rtf"}
         assert d["text"] == "".join(s["text"] for s in d["sentences"])
         for s in d["sentences"]:
-            assert set(s) == {"leg", "start_ms", "end_ms", "text"}
+            assert set(s) == {"leg", "start_ms", "end_ms", "text", "tokens", "token_ms"}
+            assert len(s["tokens"]) == len(s["token_ms"])
     assert [s["leg"] for s in lines[1]["sentences"]] == [0, 1]
 
     bad = CliRunner().invoke(

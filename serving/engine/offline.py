@@ -17,7 +17,7 @@ import numpy as np
 
 from serving.audio import audio_info, load_audio
 
-from .recognizer import Recognizer, Stream
+from .recognizer import Recognizer, Result, Stream
 from .vad import SpeechSegment, VadOptions, detect_speech
 
 __all__ = ["Sentence", "Transcriber", "TranscriptionResult", "transcribe_file"]
@@ -25,12 +25,16 @@ __all__ = ["Sentence", "Transcriber", "TranscriptionResult", "transcribe_file"]
 
 @dataclass
 class Sentence:
-    """One decoded speech segment."""
+    """One decoded speech segment. ``start_ms``/``end_ms`` are the VAD's speech bounds (a streaming
+    transducer emits a token some frames after it is spoken, so token times run late);
+    ``token_ms`` gives each token's emission time, all in ms from the start of the recording."""
 
     leg: int  # channel: 0 = agent, 1 = caller in two-channel calls; 0 for mono files
     start_ms: int
     end_ms: int
     text: str
+    tokens: list[str] = field(default_factory=list)
+    token_ms: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -73,10 +77,15 @@ class Transcriber:
         return self.decode_pieces([samples[s.pad_start : s.pad_end] for s in segments], sample_rate)
 
     def decode_pieces(self, pieces: list[np.ndarray], sample_rate: int) -> list[str]:
-        """Text of each audio piece, each decoded as its own stream. Up to ``max_batch_size``
-        streams are decoded together; a finished stream's slot goes to the next piece."""
+        """Text of each audio piece, each decoded as its own stream (see :meth:`decode_results`)."""
+        return [r.text for r in self.decode_results(pieces, sample_rate)]
+
+    def decode_results(self, pieces: list[np.ndarray], sample_rate: int) -> list[Result]:
+        """Result (text, tokens, token times from the piece start) of each audio piece, each
+        decoded as its own stream. Up to ``max_batch_size`` streams are decoded together; a
+        finished stream's slot goes to the next piece."""
         rec = self.recognizer
-        texts = [""] * len(pieces)
+        results: list[Result | None] = [None] * len(pieces)
         pending = list(range(len(pieces)))[::-1]
         active: list[tuple[int, Stream]] = []
         while pending or active:
@@ -92,9 +101,9 @@ class Transcriber:
                 if rec.is_ready(s):
                     still.append((i, s))
                 else:
-                    texts[i] = rec.get_result(s).text
+                    results[i] = rec.get_result(s)
             active = still
-        return texts
+        return [r for r in results if r is not None]
 
     def transcribe_samples(self, channels: list[np.ndarray], sample_rate: int) -> list[Sentence]:
         """Sentences of all channels (one leg each, segmented separately, decoded in one
@@ -103,18 +112,21 @@ class Transcriber:
             (leg, x, seg) for leg, x in enumerate(channels) for seg in self.segments(x, sample_rate)
         ]
         pieces = [x[seg.pad_start : seg.pad_end] for _, x, seg in found]
-        sentences = [
-            Sentence(
-                leg=leg,
-                start_ms=int(round(seg.start_s * 1000)),
-                end_ms=int(round(seg.end_s * 1000)),
-                text=text,
+        sentences = []
+        for (leg, _, seg), r in zip(found, self.decode_results(pieces, sample_rate), strict=True):
+            if not r.text:
+                continue
+            offset_s = seg.pad_start / sample_rate + r.start_time
+            sentences.append(
+                Sentence(
+                    leg=leg,
+                    start_ms=int(round(seg.start_s * 1000)),
+                    end_ms=int(round(seg.end_s * 1000)),
+                    text=r.text,
+                    tokens=list(r.tokens),
+                    token_ms=[int(round((offset_s + t) * 1000)) for t in r.timestamps],
+                )
             )
-            for (leg, _, seg), text in zip(
-                found, self.decode_pieces(pieces, sample_rate), strict=True
-            )
-            if text
-        ]
         sentences.sort(key=lambda s: (s.start_ms, s.leg))
         return sentences
 

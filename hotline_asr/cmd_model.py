@@ -91,6 +91,9 @@ def eval_(
         Path | None, typer.Option(help="icefall hyper-params.json (default: beside the model).")
     ] = None,
     max_utts: Annotated[int | None, typer.Option(help="Score only the first N.")] = None,
+    int8: Annotated[
+        bool, typer.Option("--int8", help="ONNX folder: decode with its *.int8.onnx files.")
+    ] = False,
     output: Annotated[Path | None, typer.Option(help="Also write the JSON report here.")] = None,
     mlflow: Annotated[
         bool, typer.Option("--mlflow", help="Log the evaluation as an MLflow run.")
@@ -114,6 +117,7 @@ def eval_(
         hotwords=words,
         hotword_score=hotword_score,
         max_utts=max_utts,
+        int8=int8,
     )
     try:
         result = evaluate(model, data, opts, hyper_params=hyper_params)

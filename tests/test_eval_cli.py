@@ -161,3 +161,34 @@ def test_eval_reads_our_model_file_and_lightning_checkpoint_alike(corpus, tmp_pa
         assert code == 0, out
         outs.append([h["hyp"] for h in json.loads(out)["hypotheses"]])
     assert outs[0] == outs[1] == outs[2]
+
+
+def test_eval_int8_decodes_the_quantized_files_and_says_when_there_are_none(
+    corpus, icefall_fixture: Path, tmp_path: Path
+):
+    import shutil
+
+    from training.export import INT8_OP_TYPES, quantize_int8
+
+    code, out = _eval(
+        "--model", str(icefall_fixture / "epoch-99.pt"), "--data", str(corpus.kaldi_dev), "--int8"
+    )
+    assert code == 1 and "export" in out
+    code, out = _eval("--model", str(icefall_fixture), "--data", str(corpus.kaldi_dev), "--int8")
+    assert code == 1 and "int8" in out
+
+    folder = tmp_path / "onnx"
+    folder.mkdir()
+    for kind in ("encoder", "decoder", "joiner"):
+        src = icefall_fixture / f"{kind}-chunk-16-left-64.onnx"
+        shutil.copy(src, folder / src.name)
+        quantize_int8(src, folder / src.name.replace(".onnx", ".int8.onnx"), INT8_OP_TYPES[kind])
+    shutil.copy(icefall_fixture / "tokens.txt", folder / "tokens.txt")
+    code, fp32 = _eval("--model", str(folder), "--data", str(corpus.kaldi_dev), "--json")
+    assert code == 0, fp32
+    code, int8 = _eval("--model", str(folder), "--data", str(corpus.kaldi_dev), "--json", "--int8")
+    assert code == 0, int8
+    a, b = json.loads(fp32)["hypotheses"], json.loads(int8)["hypotheses"]
+    assert [h["id"] for h in a] == [h["id"] for h in b] and len(a) == 3
+    # random weights: int8 output differs from fp32 somewhere, which shows the int8 files ran
+    assert [h["hyp"] for h in a] != [h["hyp"] for h in b]

@@ -40,6 +40,7 @@ class EvalOptions:
     batch_utts: int = 8
     max_utts: int | None = None
     num_threads: int = 1
+    int8: bool = False  # ONNX folders: decode with the *.int8.onnx files
 
 
 @dataclass
@@ -274,6 +275,7 @@ def _decode_onnx(folder: Path, items: list[EvalItem], opts: EvalOptions) -> list
         beam=opts.beam,
         hotwords=opts.hotwords or None,
         hotwords_score=opts.hotword_score,
+        int8=opts.int8,
     )
     hyps = []
     for it in items:
@@ -309,6 +311,11 @@ def evaluate(
         items = items[: opts.max_utts]
     if not items:
         raise ValueError(f"{data_path}: no utterances to evaluate")
+    if opts.int8 and not is_onnx_folder(Path(model_path)):
+        raise ValueError(
+            f"int8 decoding needs an exported ONNX folder, and {model_path} is not one; "
+            "run `hotline-asr export` first"
+        )
     if is_onnx_folder(Path(model_path)):
         t0 = time.perf_counter()
         hyps = _decode_onnx(Path(model_path), items, opts)

@@ -170,21 +170,35 @@ class StreamingResampler:
         padded = np.zeros(self._taps * self._up)
         padded[: len(h)] = h
         self._phases = padded.reshape(self._taps, self._up).T  # (up, taps)
+        self._reversed = np.ascontiguousarray(self._phases[:, ::-1])  # oldest input first
 
     def _emit(self, last_out: int) -> np.ndarray:
         """Compute outputs ``self._next_out .. last_out - 1`` from the buffer."""
         if last_out <= self._next_out:
             return np.zeros(0, dtype=np.float32)
-        m = np.arange(self._next_out, last_out)
-        t = m * self._down + self._half
-        phase = t % self._up
-        newest = t // self._up  # the newest input sample each output needs
-        idx = newest[:, None] - np.arange(self._taps)[None, :] - self._buf_start
-        # Samples before the start or after the end of the signal are zeros.
-        padded = np.concatenate([self._buf, [0.0]])
-        idx = np.where((idx >= 0) & (idx < len(self._buf)), idx, len(self._buf))
-        vals = padded[idx]
-        y = np.einsum("ij,ij->i", vals, self._phases[phase])
+        # Outputs m with the same residue m % up share one polyphase filter, and their newest
+        # inputs advance by ``down`` per step: a strided window view of the buffer times the
+        # filter, one matrix-vector product per phase (no per-output gather).
+        y = np.empty(last_out - self._next_out)
+        m_first = np.arange(self._next_out, self._next_out + min(self._up, len(y)))
+        t_first = m_first * self._down + self._half
+        newest = t_first // self._up - self._buf_start  # buffer index of each class's first
+        count = -(-(last_out - m_first) // self._up)
+        need = int((newest + (count - 1) * self._down).max()) + 1
+        # taps-1 zeros on the left (before the signal start), zeros on the right (past its end)
+        ext = np.concatenate(
+            [np.zeros(self._taps - 1), self._buf, np.zeros(max(0, need - len(self._buf)))]
+        )
+        windows = np.lib.stride_tricks.sliding_window_view(ext, self._taps)
+        for r, (t0, first, n) in enumerate(zip(t_first, newest, count, strict=True)):
+            stop = first + (n - 1) * self._down + 1
+            if self._down <= 4:  # few skipped outputs: a full convolution is cheaper
+                conv = np.convolve(ext[first : stop + self._taps - 1], self._phases[t0 % self._up])
+                y[r :: self._up] = conv[self._taps - 1 : stop - first + self._taps - 1 : self._down]
+            else:
+                y[r :: self._up] = (
+                    windows[first : stop : self._down] @ self._reversed[t0 % self._up]
+                )
         self._next_out = last_out
         # Drop input no later output will need.
         oldest_needed = (self._next_out * self._down + self._half) // self._up - self._taps + 1

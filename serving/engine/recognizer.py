@@ -107,12 +107,7 @@ class Stream:
                 "keep one rate per stream"
             )
         self._sample_rate = int(sample_rate)
-        samples = np.asarray(samples)
-        # In pieces of at most 1 s: the streaming resampler's cost grows faster than linearly
-        # with the piece length (60 s at once: ~5 s; in 1 s pieces: ~0.2 s), output unchanged.
-        step = max(1, self._sample_rate)
-        for i in range(0, max(len(samples), 1), step):
-            self._fbank.accept_waveform(sample_rate, samples[i : i + step])
+        self._fbank.accept_waveform(sample_rate, np.asarray(samples))
 
     def input_finished(self) -> None:
         """No more audio. Appends the recognizer's tail padding so the last chunk is decoded."""

@@ -67,6 +67,7 @@ def train(
             f"step {result.global_step}: last {result.last_checkpoint}, averaged {result.averaged}"
             + (f", resumed from {result.resumed_from}" if result.resumed_from else "")
             + (f", mlflow run {result.mlflow_run_id}" if result.mlflow_run_id else "")
+            + (f"; stopped early by {result.stopped_by}" if result.stopped_by else "")
         )
 
 

@@ -184,3 +184,39 @@ def test_resume_mid_epoch_continues_the_epoch_not_replays_it(corpus, tmp_path: P
     resumed = Seen()
     train(cut, ["trainer.max_steps=8"], extra_callbacks=[resumed])
     assert crashed.batches[:done] + resumed.batches == reference.batches
+
+
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_signal_stops_after_the_step_with_a_checkpoint(corpus, tmp_path: Path, signame: str):
+    """`kill -INT`/`-TERM` on a background run: it finishes the step, saves last.ckpt and the
+    averaged model, and exits 0; started with SIGINT ignored, as `cmd &` in a script does."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from training.lightning.smoke import write_smoke_recipe
+
+    recipe = write_smoke_recipe(
+        tmp_path / "recipe", corpus, {"data": {"dev_cuts": [], "max_duration": 8}}
+    )
+    cmd = [sys.executable, "-m", "hotline_asr.cli", "train", "--recipe", str(recipe)]
+    proc = subprocess.Popen(
+        [*cmd, "--max-steps", "100000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    exp = recipe / "exp"
+    deadline = time.monotonic() + 240
+    while not list(exp.glob("step-*.ckpt")) and proc.poll() is None:
+        assert time.monotonic() < deadline, "no step checkpoint within 240 s"
+        time.sleep(0.2)
+    proc.send_signal(getattr(signal, signame))
+    out, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 0, out
+    assert f"stopped early by {signame}" in out
+    saved = torch.load(exp / "last.ckpt", map_location="cpu", weights_only=False)
+    assert 2 <= saved["global_step"] < 100000
+    assert (exp / "averaged.pt").is_file() and (exp / "final.pt").is_file()

@@ -59,6 +59,7 @@ class TrainResult:
     resumed_from: Path | None
     mlflow_run_id: str | None
     skipped_batches: int
+    stopped_by: str | None = None  # "SIGTERM"/"SIGINT" when a signal ended the run early
 
 
 # ------------------------------------------------------------------ tokens and model
@@ -341,7 +342,10 @@ def train(
         save_last=True,
         save_on_train_epoch_end=True,
     )
-    callbacks: list = [ckpt_steps]
+    from training.lightning.callbacks import GracefulStop
+
+    stop = GracefulStop()
+    callbacks: list = [ckpt_steps, stop]
     if cfg.checkpoint.every_minutes:
         from training.lightning.callbacks import TimedCheckpoint
 
@@ -425,6 +429,7 @@ def train(
         resumed_from=resume,
         mlflow_run_id=run_id,
         skipped_batches=module.skipped_batches,
+        stopped_by=stop.received,
     )
 
 

@@ -67,3 +67,68 @@ class SessionTimer(Timer):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         return None
+
+
+class GracefulStop(Callback):
+    """On SIGTERM or SIGINT, finish the current step and stop, so ``train`` writes
+    ``last.ckpt`` and the averaged models as after a normal end; a second signal aborts at once.
+
+    SIGINT is handled too when the shell started the run in the background (which makes it
+    ignore SIGINT), so ``kill -INT`` stops a ``nohup``'d run just as Ctrl-C stops a foreground
+    one. Handlers can only be set from the main thread; elsewhere the callback does nothing.
+    Under DDP every rank stops at the same step once any rank got the signal.
+    """
+
+    SIGNALS = ("SIGTERM", "SIGINT")
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handler(self, signum, frame) -> None:
+        import signal
+
+        if self.received is not None:  # second signal: give up waiting for the step
+            self._restore()
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            raise SystemExit(128 + signum)
+        self.received = signal.Signals(signum).name
+
+    def _restore(self) -> None:
+        import signal
+
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous.clear()
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        # After Lightning's own SIGTERM handler is set (it would raise out of the loop and
+        # skip the final checkpoint): ours replaces it until the end of fit.
+        import signal
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for name in self.SIGNALS:
+            signum = getattr(signal, name)
+            self._previous[signum] = signal.signal(signum, self._handler)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        stop = trainer.strategy.reduce_boolean_decision(self.received is not None, all=False)
+        if stop and not trainer.should_stop:
+            import logging
+
+            logging.getLogger(__name__).warning(
+                "%s received: stopping after step %d; checkpoint follows (send it again to "
+                "abort without one)",
+                self.received or "stop signal on another rank",
+                trainer.global_step,
+            )
+            trainer.should_stop = True
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        self._restore()
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        self._restore()

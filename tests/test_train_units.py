@@ -235,3 +235,30 @@ def test_embedded_default_model_loads_with_the_shipped_token_table():
     assert config.vocab_size == len(tokens) and tokens[0] == "<blk>"
     assert model.joiner.output_linear.out_features == len(tokens)
     assert 5e6 < sum(p.numel() for p in model.parameters()) < 2e7
+
+
+def test_schedule_batch_count_scales_with_ref_duration_and_start(corpus, tmp_path: Path):
+    """The Zipformer's ScheduledFloats see start + steps * max_duration / ref_duration."""
+    from lightning.pytorch.callbacks import Callback
+
+    from training.lightning.smoke import write_smoke_recipe
+    from training.model.scaling import ScheduledFloat
+    from training.train import train
+
+    class Probe(Callback):
+        counts: list[float] = []
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            m = next(m for m in pl_module.model.modules() if isinstance(m, ScheduledFloat))
+            self.counts.append(m.batch_count)
+
+    recipe = write_smoke_recipe(
+        tmp_path / "recipe",
+        corpus,
+        {"data": {"dev_cuts": [], "max_duration": 8}, "checkpoint": {"every_n_steps": 100}},
+    )
+    probe = Probe()
+    overrides = ["trainer.max_steps=11", "optim.ref_duration=2", "optim.batch_count_start=100"]
+    train(recipe, overrides, extra_callbacks=[probe])
+    # updated every 10 steps: step 0 -> 100, step 10 -> 100 + 10 * 8 / 2
+    assert probe.counts[0] == 100.0 and probe.counts[10] == 140.0

@@ -41,8 +41,14 @@ class OptimOptions:
     warmup_batches: float = 500.0
     warmup_start: float = 0.5
     clipping_scale: float = 2.0
-    # icefall scales the batch count seen by ScheduledFloat by (max_duration*world)/ref_duration
+    # The Zipformer's regularisation schedules (layer skipping, dropout, balancer limits) run on
+    # a batch count that icefall scales by (max_duration * world) / ref_duration, i.e. by audio
+    # seen in units of ref_duration seconds: most of them relax over the first 4,000-20,000.
+    # icefall's 600 s suits 1,000 s batches and 100,000s of steps; small CPU batches need a
+    # small ref_duration, or the layers stay half-skipped for the whole run.
     ref_duration: float = 600.0
+    # added to that count: a fine-tune of a trained model starts past the warm-up schedules
+    batch_count_start: float = 0.0
 
 
 @dataclass
@@ -170,7 +176,8 @@ class TransducerModule(pl.LightningModule):
     # --------------------------------------------------------------- training
     def _adjusted_batch_count(self) -> float:
         world = self.trainer.world_size if self._trainer is not None else 1
-        return self.global_step * self.batch_duration * world / self.optim_opts.ref_duration
+        seen = self.global_step * self.batch_duration * world / self.optim_opts.ref_duration
+        return self.optim_opts.batch_count_start + seen
 
     def _all_finite(self, value: torch.Tensor) -> bool:
         flag = torch.tensor(1.0 if bool(torch.isfinite(value)) else 0.0)

@@ -188,8 +188,10 @@ def test_resume_mid_epoch_continues_the_epoch_not_replays_it(corpus, tmp_path: P
 
 @pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
 def test_signal_stops_after_the_step_with_a_checkpoint(corpus, tmp_path: Path, signame: str):
-    """`kill -INT`/`-TERM` on a background run: it finishes the step, saves last.ckpt and the
+    """`kill -INT`/`-TERM` to the process group of a background run with a DataLoader worker
+    (as systemd, Kubernetes or Ctrl-C do): it finishes the step, saves last.ckpt and the
     averaged model, and exits 0; started with SIGINT ignored, as `cmd &` in a script does."""
+    import os
     import signal
     import subprocess
     import sys
@@ -198,7 +200,7 @@ def test_signal_stops_after_the_step_with_a_checkpoint(corpus, tmp_path: Path, s
     from training.lightning.smoke import write_smoke_recipe
 
     recipe = write_smoke_recipe(
-        tmp_path / "recipe", corpus, {"data": {"dev_cuts": [], "max_duration": 8}}
+        tmp_path / "recipe", corpus, {"data": {"dev_cuts": [], "max_duration": 8, "num_workers": 1}}
     )
     cmd = [sys.executable, "-m", "hotline_asr.cli", "train", "--recipe", str(recipe)]
     proc = subprocess.Popen(
@@ -207,13 +209,14 @@ def test_signal_stops_after_the_step_with_a_checkpoint(corpus, tmp_path: Path, s
         stderr=subprocess.STDOUT,
         text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        start_new_session=True,
     )
     exp = recipe / "exp"
     deadline = time.monotonic() + 240
     while not list(exp.glob("step-*.ckpt")) and proc.poll() is None:
         assert time.monotonic() < deadline, "no step checkpoint within 240 s"
         time.sleep(0.2)
-    proc.send_signal(getattr(signal, signame))
+    os.killpg(proc.pid, getattr(signal, signame))  # the trainer and its worker
     out, _ = proc.communicate(timeout=240)
     assert proc.returncode == 0, out
     assert f"stopped early by {signame}" in out

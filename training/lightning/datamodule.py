@@ -353,6 +353,7 @@ class TransducerDataModule:
             batch_size=None,
             num_workers=workers,
             persistent_workers=False,
+            worker_init_fn=_ignore_stop_signals if workers else None,
         )
 
     def as_lightning(self):
@@ -375,3 +376,14 @@ class TransducerDataModule:
                 return core.dev_dataloader()
 
         return _DataModule()
+
+
+def _ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader workers leave SIGTERM/SIGINT to the trainer: a ``kill`` of the whole process
+    group (systemd, Kubernetes, Ctrl-C) must not kill them mid-step, or the graceful stop in
+    ``GracefulStop`` fails with "DataLoader worker ... killed by signal". Workers still exit
+    when the trainer shuts them down or dies (their watchdog checks the parent)."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -107,7 +107,12 @@ def read_init_checkpoint(path: Path | str, hyper_params: Path | str | None = Non
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"init checkpoint {path}: no such file")
+        near = sorted(p.name for p in path.parent.glob("*.*") if p.suffix in (".pt", ".ckpt"))
+        hint = f"; {path.parent} has: {', '.join(near)}" if near else ""
+        raise FileNotFoundError(
+            f"model checkpoint {path}: no such file (give our model .pt, a recipe's "
+            f"exp/*.ckpt or an icefall checkpoint){hint}"
+        )
     ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
     if isinstance(ckpt, dict) and ckpt.get("format") == FORMAT:
         model, config, tokens = load_model(path)

@@ -99,7 +99,8 @@ def test_encoder_matches_torch_reference(exported, reference):
     for name, value in run.states.items():
         ref = reference[f"stream.final_state.{name}"]
         assert value.dtype == (np.int64 if name == "processed_lens" else np.float32)
-        np.testing.assert_allclose(value, ref, atol=1e-5, rtol=0, err_msg=name)
+        # rtol: cached states reach ~15; CPU kernels differ by a few float32 ulps there
+        np.testing.assert_allclose(value, ref, atol=1e-5, rtol=1e-6, err_msg=name)
 
 
 def test_decoder_and_joiner_match_torch_reference(exported, reference):

@@ -53,8 +53,8 @@ def test_streaming_encoder_matches_torch_reference(icefall_onnx, reference):
     np.testing.assert_allclose(run.encoder_out, ref, atol=1e-5, rtol=0)
     for name, value in run.states.items():
         np.testing.assert_allclose(
-            value, reference[f"stream.final_state.{name}"], atol=1e-5, rtol=0, err_msg=name
-        )
+            value, reference[f"stream.final_state.{name}"], atol=1e-5, rtol=1e-6, err_msg=name
+        )  # rtol: cached states reach ~15; CPU kernels differ by a few float32 ulps there
 
 
 def test_decoder_and_joiner_match_torch_reference(icefall_onnx, reference):

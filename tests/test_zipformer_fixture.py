@@ -142,7 +142,10 @@ def test_streaming_chunks_and_states(model, ref):
                     assert _maxdiff(s, r) < ENC_TOL, name
             outs.append(out)
     for name, s in zip(names, states, strict=True):
-        assert _maxdiff(s, ref[f"stream.final_state.{name}"]) < ENC_TOL, name
+        r = ref[f"stream.final_state.{name}"]
+        # cached states reach ~15 after 5 chunks: allow 1e-6 relative on top (a few float32
+        # ulps), as CPU kernels (AVX2 vs AVX-512) round differently from the fixture's machine
+        assert _maxdiff(s, r) < ENC_TOL + 1e-6 * float(r.abs().max()), name
     stream = torch.cat(outs, dim=1)
     assert _maxdiff(stream, ref["stream.encoder_out"]) < ENC_TOL
     with torch.no_grad():

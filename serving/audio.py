@@ -189,10 +189,12 @@ class StreamingResampler:
         ext = np.concatenate(
             [np.zeros(self._taps - 1), self._buf, np.zeros(max(0, need - len(self._buf)))]
         )
-        windows = np.lib.stride_tricks.sliding_window_view(ext, self._taps)
+        convolve = self._down <= 4  # few skipped outputs: a full convolution is cheaper
+        if not convolve:
+            windows = np.lib.stride_tricks.sliding_window_view(ext, self._taps)
         for r, (t0, first, n) in enumerate(zip(t_first, newest, count, strict=True)):
             stop = first + (n - 1) * self._down + 1
-            if self._down <= 4:  # few skipped outputs: a full convolution is cheaper
+            if convolve:
                 conv = np.convolve(ext[first : stop + self._taps - 1], self._phases[t0 % self._up])
                 y[r :: self._up] = conv[self._taps - 1 : stop - first + self._taps - 1 : self._down]
             else:

@@ -1,0 +1,36 @@
+import numpy as np
+import torch
+
+from training.diagnostics import diagnose, mean_energy_fraction
+from training.model.config import preset
+from training.model.transducer import Transducer
+
+
+def test_mean_energy_fraction_separates_constant_from_varying_frames():
+    const = torch.ones(50, 8) * 3.0
+    alternating = torch.tensor([[1.0], [-1.0]]).repeat(25, 8)
+    assert abs(mean_energy_fraction(const) - 1.0) < 1e-6
+    assert mean_energy_fraction(alternating) < 1e-6
+
+
+class _Sup:
+    text = "abca"
+
+
+class _Cut:
+    id = "u1"
+    supervisions = [_Sup()]
+
+    def load_features(self) -> np.ndarray:
+        return np.random.default_rng(0).standard_normal((300, 80)).astype(np.float32)
+
+
+def test_diagnose_reports_losses_and_lattice_shape_of_a_random_model():
+    torch.manual_seed(0)
+    tokens = ["<blk>", "<sos/eos>", "<unk>", "a", "b", "c"]
+    model = Transducer(preset("tiny", vocab_size=len(tokens))).eval()
+    d = diagnose(model, tokens, _Cut())
+    assert d.tokens == 4 and d.frames > 0
+    assert d.full_loss > 0 and d.pruned_loss > 0
+    assert 0.0 <= d.blank_argmax_fraction <= 1.0
+    assert 0.0 <= d.encoder_mean_energy <= 1.0 and d.ref == "abca"

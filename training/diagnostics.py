@@ -1,0 +1,105 @@
+"""Why a transducer decodes badly: per-utterance figures that the losses alone do not show.
+
+    .venv/bin/python -m training.diagnostics MODEL CUTS [--num-utts 3]
+
+For the first utterances of a cuts manifest (with features), prints the pruned, simple and
+full (unpruned) RNN-T losses in eval mode, how often blank is the joiner's argmax over the
+whole (t, u) lattice (a trained model: nearly always, with one peak per token), how much of
+the front end's and the encoder's output energy is the utterance-mean vector (time-invariant),
+and the greedy hypothesis next to the reference. Full context throughout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class UttDiagnostics:
+    cut_id: str
+    frames: int
+    tokens: int
+    pruned_loss: float
+    simple_loss: float
+    full_loss: float
+    blank_argmax_fraction: float
+    embed_mean_energy: float
+    encoder_mean_energy: float
+    ref: str
+    hyp: str
+
+
+def mean_energy_fraction(x: torch.Tensor) -> float:
+    """Share of the energy of frames x (T, C) that is their mean vector."""
+    return float(x.mean(0).pow(2).sum() / x.pow(2).sum(-1).mean())
+
+
+@torch.no_grad()
+def diagnose(model, tokens, cut) -> UttDiagnostics:
+    from serving.tokens import TokenTable
+    from training.decode.search import greedy_search
+    from training.loss import rnnt
+
+    table = TokenTable(tokens)
+    x = torch.from_numpy(cut.load_features())[None]
+    x_lens = torch.tensor([x.shape[1]])
+    ref = cut.supervisions[0].text
+    y = table.encode(ref)
+    simple, pruned, _ = model(x, x_lens, [y])
+    emb, _ = model.encoder_embed(x, x_lens)
+    enc, enc_lens = model.forward_encoder(x, x_lens, chunk_size=-1, left_context_frames=-1)
+    enc_proj = model.joiner.encoder_proj(enc)
+    dec_proj = model.joiner.decoder_proj(
+        model.decoder(torch.tensor([[model.decoder.blank_id, *y]]))
+    )
+    logits = model.joiner(enc_proj.unsqueeze(2), dec_proj.unsqueeze(1), project_input=False)
+    boundary = torch.tensor([[0, 0, len(y), int(enc_lens[0])]])
+    full = rnnt.rnnt_loss(logits.float(), torch.tensor([y]), model.decoder.blank_id, boundary)
+    blank_frac = float((logits.argmax(-1) == model.decoder.blank_id).float().mean())
+    hyp = greedy_search(model, enc_proj, enc_lens)[0]
+    return UttDiagnostics(
+        cut_id=cut.id,
+        frames=int(enc_lens[0]),
+        tokens=len(y),
+        pruned_loss=float(pruned),
+        simple_loss=float(simple),
+        full_loss=float(full),
+        blank_argmax_fraction=blank_frac,
+        embed_mean_energy=mean_energy_fraction(emb[0]),
+        encoder_mean_energy=mean_energy_fraction(enc[0]),
+        ref=ref,
+        hyp=table.decode(hyp),
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    import lhotse
+
+    from training.evaluate import load_torch_model
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("model")
+    ap.add_argument("cuts")
+    ap.add_argument("--num-utts", type=int, default=3)
+    args = ap.parse_args(argv)
+    model, tokens = load_torch_model(args.model)
+    cuts = itertools.islice(lhotse.load_manifest_lazy(args.cuts), args.num_utts)
+    print(
+        "cut | T | U | pruned | simple | full (nats/utt) | blank argmax | mean energy embed/encoder"
+    )
+    for cut in cuts:
+        d = diagnose(model, tokens, cut)
+        print(
+            f"{d.cut_id} | {d.frames} | {d.tokens} | {d.pruned_loss:.2f} | {d.simple_loss:.2f} | "
+            f"{d.full_loss:.2f} | {d.blank_argmax_fraction:.3f} | "
+            f"{d.embed_mean_energy:.3f}/{d.encoder_mean_energy:.3f}"
+        )
+        print(f"    ref {d.ref}\n    hyp {d.hyp}")
+
+
+if __name__ == "__main__":
+    main()

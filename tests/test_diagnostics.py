@@ -28,9 +28,11 @@ class _Cut:
 def test_diagnose_reports_losses_and_lattice_shape_of_a_random_model():
     torch.manual_seed(0)
     tokens = ["<blk>", "<sos/eos>", "<unk>", "a", "b", "c"]
-    model = Transducer(preset("tiny", vocab_size=len(tokens))).eval()
+    # a joiner width unlike the encoder's, so a doubly projected encoder output cannot pass
+    model = Transducer(preset("tiny", vocab_size=len(tokens), joiner_dim=40)).eval()
     d = diagnose(model, tokens, _Cut())
     assert d.tokens == 4 and d.frames > 0
     assert d.full_loss > 0 and d.pruned_loss > 0
     assert 0.0 <= d.blank_argmax_fraction <= 1.0
     assert 0.0 <= d.encoder_mean_energy <= 1.0 and d.ref == "abca"
+    assert 0.0 < d.fbank_mean_energy < 0.05  # zero-mean random features

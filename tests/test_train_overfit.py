@@ -68,3 +68,29 @@ def test_nan_batch_is_skipped_not_applied(neural_voice: Path, tmp_path: Path):
     assert all(
         torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point()
     )
+
+
+def test_trained_model_decodes_the_utterances_it_memorised(neural_voice: Path, tmp_path: Path):
+    """A falling loss is not enough: a model that learns only which characters occur (and
+    emits one constant hypothesis) also lowers it. After enough full-batch steps the tiny
+    model must decode its few training utterances, through the whole Lightning path."""
+    from training.evaluate import EvalOptions, evaluate
+    from training.lightning.smoke import make_smoke_corpus, write_smoke_recipe
+    from training.train import train
+
+    corpus = make_smoke_corpus(neural_voice / "train", neural_voice / "dev", tmp_path / "c", 4, 1)
+    recipe = write_smoke_recipe(
+        tmp_path / "recipe",
+        corpus,
+        {
+            "model": {"preset": "tiny", "chunk_size": [-1], "left_context_frames": [64]},
+            "data": {"dev_cuts": [], "max_duration": 60},
+            "checkpoint": {"every_n_steps": 1000, "average_last": 0},
+        },
+    )
+    result = train(recipe, ["trainer.max_steps=200"])
+    res = evaluate(result.final, corpus.train_cuts, EvalOptions(chunk_size=-1))
+    pairs = [(h["ref"], h["hyp"]) for h in res.hypotheses]
+    print(f"CER {100 * res.cer:.1f} % on the 4 training utterances after 200 steps: {pairs}")
+    assert res.cer < 0.5, pairs
+    assert len({hyp for _, hyp in pairs}) > 1, f"one constant hypothesis for all: {pairs}"

@@ -5,7 +5,7 @@
 For the first utterances of a cuts manifest (with features), prints the pruned, simple and
 full (unpruned) RNN-T losses in eval mode, how often blank is the joiner's argmax over the
 whole (t, u) lattice (a trained model: nearly always, with one peak per token), how much of
-the front end's and the encoder's output energy is the utterance-mean vector (time-invariant),
+the input fbank's, the front end's and the encoder's output energy is the utterance-mean vector (time-invariant),
 and the greedy hypothesis next to the reference. Full context throughout.
 """
 
@@ -27,6 +27,7 @@ class UttDiagnostics:
     simple_loss: float
     full_loss: float
     blank_argmax_fraction: float
+    fbank_mean_energy: float
     embed_mean_energy: float
     encoder_mean_energy: float
     ref: str
@@ -60,7 +61,7 @@ def diagnose(model, tokens, cut) -> UttDiagnostics:
     boundary = torch.tensor([[0, 0, len(y), int(enc_lens[0])]])
     full = rnnt.rnnt_loss(logits.float(), torch.tensor([y]), model.decoder.blank_id, boundary)
     blank_frac = float((logits.argmax(-1) == model.decoder.blank_id).float().mean())
-    hyp = greedy_search(model, enc_proj, enc_lens)[0]
+    hyp = greedy_search(model, enc, enc_lens)[0]  # it applies encoder_proj itself
     return UttDiagnostics(
         cut_id=cut.id,
         frames=int(enc_lens[0]),
@@ -69,6 +70,7 @@ def diagnose(model, tokens, cut) -> UttDiagnostics:
         simple_loss=float(simple),
         full_loss=float(full),
         blank_argmax_fraction=blank_frac,
+        fbank_mean_energy=mean_energy_fraction(x[0]),
         embed_mean_energy=mean_energy_fraction(emb[0]),
         encoder_mean_energy=mean_energy_fraction(enc[0]),
         ref=ref,
@@ -89,14 +91,14 @@ def main(argv: list[str] | None = None) -> None:
     model, tokens = load_torch_model(args.model)
     cuts = itertools.islice(lhotse.load_manifest_lazy(args.cuts), args.num_utts)
     print(
-        "cut | T | U | pruned | simple | full (nats/utt) | blank argmax | mean energy embed/encoder"
+        "cut | T | U | pruned | simple | full (nats/utt) | blank argmax | mean energy fbank/embed/encoder"
     )
     for cut in cuts:
         d = diagnose(model, tokens, cut)
         print(
             f"{d.cut_id} | {d.frames} | {d.tokens} | {d.pruned_loss:.2f} | {d.simple_loss:.2f} | "
             f"{d.full_loss:.2f} | {d.blank_argmax_fraction:.3f} | "
-            f"{d.embed_mean_energy:.3f}/{d.encoder_mean_energy:.3f}"
+            f"{d.fbank_mean_energy:.3f}/{d.embed_mean_energy:.3f}/{d.encoder_mean_energy:.3f}"
         )
         print(f"    ref {d.ref}\n    hyp {d.hyp}")
 

@@ -77,3 +77,13 @@ def test_finetune_from_icefall_checkpoint(corpus, icefall_fixture: Path, tmp_pat
     moving = "encoder.encoders.5.encoder.layers.0.feed_forward1.in_proj.weight"
     assert not torch.equal(trained[moving], ice[moving])
     assert torch.isfinite(trained["joiner.output_linear.weight"]).all()
+
+    # Resume: the run's architecture is the icefall checkpoint's, not the recipe's "tiny" preset,
+    # so the resumed run must rebuild it from the checkpoint it resumes (it used to fail with
+    # size mismatches), and keep the frozen stacks frozen.
+    again = train(recipe, ["trainer.max_steps=5"])
+    assert again.resumed_from is not None and again.global_step == 5
+    last = torch.load(again.last_checkpoint, map_location="cpu", weights_only=False)
+    resumed = {k[6:]: v for k, v in last["state_dict"].items() if k.startswith("model.")}
+    assert resumed["encoder.encoders.3.out_combiner.bypass_scale"].shape == (128,)
+    assert all(torch.equal(resumed[k], ice[k]) for k in frozen)

@@ -213,6 +213,17 @@ def build_model(cfg: RecipeConfig, tokens: list[str], root: Path):
 
 
 # ------------------------------------------------------------------------ checkpoints
+def resume_model_config(path: Path):
+    """The model config saved in a Lightning checkpoint of ours (None for an older one)."""
+    from training.model.config import ZipformerConfig
+
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    meta = ckpt.get("hotline") or {}
+    if "model_config" not in meta:
+        return None
+    return ZipformerConfig.from_dict(meta["model_config"])
+
+
 def checkpoint_step(path: Path) -> int:
     m = _STEP_RE.search(path.name)
     return int(m.group(1)) if m else -1
@@ -312,7 +323,17 @@ def train(
     if resume is not None and cfg.init.checkpoint:
         log.info("resuming from %s; init.checkpoint is ignored (already applied)", resume)
         cfg.init.checkpoint = None
-    model, mc = build_model(cfg, tokens, root)
+    saved = resume_model_config(resume) if resume is not None else None
+    if saved is not None:
+        # The run's own architecture, which came from init.checkpoint in a fine-tune and may
+        # differ from the recipe's preset.
+        from training.model.transducer import Transducer
+
+        mc = saved
+        model = Transducer(mc)
+        freeze_encoder_stacks(model, cfg.init.freeze_encoder_stacks)
+    else:
+        model, mc = build_model(cfg, tokens, root)
     from serving.tokens import TokenTable
 
     table = TokenTable.load(_resolve(cfg.tokens.file, root))

@@ -75,7 +75,9 @@ def run_variant(variant: str, batch, steps: int, every: int, seed: int) -> Curve
     parts = set(variant.split("-"))
     unknown = parts - {"scaled", "adam", "eval", "chunks", "ctc", "norm"}
     if unknown or len(parts & {"scaled", "adam"}) != 1:
-        raise SystemExit(f"bad variant {variant!r}: name one of scaled/adam plus eval/chunks/ctc/norm")
+        raise SystemExit(
+            f"bad variant {variant!r}: name one of scaled/adam plus eval/chunks/ctc/norm"
+        )
     x, lens, ys, texts, tokens = batch
     torch.manual_seed(seed)
     random.seed(seed)
@@ -155,12 +157,20 @@ def main() -> None:
               f"characters, {len(batch[4])} tokens; tiny preset, one full batch per step")  # fmt: skip
         steps = list(range(0, args.steps, args.every)) + [args.steps]
         print("\nCER on the training utterances after N steps")
-        print(f"{'variant':<20}" + "".join(f"{s:>8}" for s in steps) + f"{'s/step':>9}  first hypothesis")
+        print(
+            f"{'variant':<20}"
+            + "".join(f"{s:>8}" for s in steps)
+            + f"{'s/step':>9}  first hypothesis"
+        )
         for v in args.variants.split(","):
             c = run_variant(v, batch, args.steps, args.every, args.seed)
             row = "".join(f"{100 * val:>7.1f}%" for _, val in c.cer)
-            print(f"{c.variant:<20}{row}{c.seconds / max(1, args.steps):>9.2f}  {c.first_hyp}", flush=True)
+            print(
+                f"{c.variant:<20}{row}{c.seconds / max(1, args.steps):>9.2f}  {c.first_hyp}",
+                flush=True,
+            )
         print(f"reference of the first: {batch[3][0]}")
+
 
 if __name__ == "__main__":
     main()

@@ -176,11 +176,16 @@ def freeze_encoder_stacks(model: torch.nn.Module, n: int) -> int:
     return frozen
 
 
-def build_model(cfg: RecipeConfig, tokens: list[str], root: Path):
-    """The Transducer and its config, initialised from ``init.checkpoint`` when given."""
+def build_model(cfg: RecipeConfig, tokens: list[str], root: Path, arch=None):
+    """The Transducer and its config, initialised from ``init.checkpoint`` when given.
+    ``arch`` (a ZipformerConfig, e.g. a resumed run's) fixes the architecture instead; the
+    weights are then left to the caller."""
     from training.model.transducer import Transducer
 
-    if cfg.init.checkpoint:
+    if arch is not None:
+        mc = arch
+        model = Transducer(mc)
+    elif cfg.init.checkpoint:
         init = read_init_checkpoint(
             _resolve(cfg.init.checkpoint, root),
             _resolve(cfg.init.hyper_params, root) if cfg.init.hyper_params else None,
@@ -213,17 +218,6 @@ def build_model(cfg: RecipeConfig, tokens: list[str], root: Path):
 
 
 # ------------------------------------------------------------------------ checkpoints
-def resume_model_config(path: Path):
-    """The model config saved in a Lightning checkpoint of ours (None for an older one)."""
-    from training.model.config import ZipformerConfig
-
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    meta = ckpt.get("hotline") or {}
-    if "model_config" not in meta:
-        return None
-    return ZipformerConfig.from_dict(meta["model_config"])
-
-
 def checkpoint_step(path: Path) -> int:
     m = _STEP_RE.search(path.name)
     return int(m.group(1)) if m else -1
@@ -323,17 +317,10 @@ def train(
     if resume is not None and cfg.init.checkpoint:
         log.info("resuming from %s; init.checkpoint is ignored (already applied)", resume)
         cfg.init.checkpoint = None
-    saved = resume_model_config(resume) if resume is not None else None
-    if saved is not None:
-        # The run's own architecture, which came from init.checkpoint in a fine-tune and may
-        # differ from the recipe's preset.
-        from training.model.transducer import Transducer
-
-        mc = saved
-        model = Transducer(mc)
-        freeze_encoder_stacks(model, cfg.init.freeze_encoder_stacks)
-    else:
-        model, mc = build_model(cfg, tokens, root)
+    # A resumed run keeps its own architecture (in a fine-tune it came from init.checkpoint
+    # and may differ from the recipe's preset); its weights follow from the checkpoint.
+    arch = read_init_checkpoint(resume).config if resume is not None else None
+    model, mc = build_model(cfg, tokens, root, arch)
     from serving.tokens import TokenTable
 
     table = TokenTable.load(_resolve(cfg.tokens.file, root))

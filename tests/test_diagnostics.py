@@ -36,3 +36,21 @@ def test_diagnose_reports_losses_and_lattice_shape_of_a_random_model():
     assert 0.0 <= d.blank_argmax_fraction <= 1.0
     assert 0.0 <= d.encoder_mean_energy <= 1.0 and d.ref == "abca"
     assert 0.0 < d.fbank_mean_energy < 0.05  # zero-mean random features
+
+
+def test_diagnose_reads_the_character_ctc_head_when_the_model_has_one():
+    torch.manual_seed(0)
+    tokens = ["<blk>", "<sos/eos>", "<unk>", "a", "b", "c"]
+    model = Transducer(preset("tiny", vocab_size=len(tokens), use_ctc=True)).eval()
+    head = model.ctc_output[1]
+    with torch.no_grad():  # a head that ignores the audio and always says "b"
+        head.weight.zero_()
+        head.bias.copy_(torch.tensor([0.0, -9, -9, -9, 5.0, -9]))
+    d = diagnose(model, tokens, _Cut())
+    assert d.ctc_blank_fraction == 0.0 and d.ctc_hyp == "b"  # repeats collapse to one
+    with torch.no_grad():  # ... and now always blank
+        head.bias.copy_(torch.tensor([5.0, -9, -9, -9, -9, -9]))
+    d = diagnose(model, tokens, _Cut())
+    assert d.ctc_blank_fraction == 1.0 and d.ctc_hyp == ""
+    plain = Transducer(preset("tiny", vocab_size=len(tokens))).eval()
+    assert diagnose(plain, tokens, _Cut()).ctc_hyp is None

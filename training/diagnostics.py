@@ -6,7 +6,10 @@ For the first utterances of a cuts manifest (with features), prints the pruned, 
 full (unpruned) RNN-T losses in eval mode, how often blank is the joiner's argmax over the
 whole (t, u) lattice (a trained model: nearly always, with one peak per token), how much of
 the input fbank's, the front end's and the encoder's output energy is the utterance-mean vector (time-invariant),
-and the greedy hypothesis next to the reference. Full context throughout.
+the greedy hypothesis next to the reference and, for a model with a character CTC head
+(`use_ctc`), how much of that head's greedy output is blank and what it spells. A CTC head that
+is ~100 % blank means the encoder does not yet use the audio; real (even wrong) characters are
+the first sign that training has left the initial plateau. Full context throughout.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ class UttDiagnostics:
     encoder_mean_energy: float
     ref: str
     hyp: str
+    ctc_blank_fraction: float | None = None
+    ctc_hyp: str | None = None
 
 
 def mean_energy_fraction(x: torch.Tensor) -> float:
@@ -62,6 +67,7 @@ def diagnose(model, tokens, cut) -> UttDiagnostics:
     full = rnnt.rnnt_loss(logits.float(), torch.tensor([y]), model.decoder.blank_id, boundary)
     blank_frac = float((logits.argmax(-1) == model.decoder.blank_id).float().mean())
     hyp = greedy_search(model, enc, enc_lens)[0]  # it applies encoder_proj itself
+    ctc_blank, ctc_hyp = ctc_greedy(model, enc[0], table) if model.use_ctc else (None, None)
     return UttDiagnostics(
         cut_id=cut.id,
         frames=int(enc_lens[0]),
@@ -75,7 +81,17 @@ def diagnose(model, tokens, cut) -> UttDiagnostics:
         encoder_mean_energy=mean_energy_fraction(enc[0]),
         ref=ref,
         hyp=table.decode(hyp),
+        ctc_blank_fraction=ctc_blank,
+        ctc_hyp=ctc_hyp,
     )
+
+
+def ctc_greedy(model, enc: torch.Tensor, table) -> tuple[float, str]:
+    """Blank share of the CTC head's per-frame argmax over enc (T, C), and its collapsed text."""
+    best = model.ctc_output(enc).argmax(-1).tolist()
+    blank = model.decoder.blank_id
+    ids = [t for t, prev in zip(best, [None, *best]) if t != prev and t != blank]
+    return sum(t == blank for t in best) / max(len(best), 1), table.decode(ids)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -101,6 +117,8 @@ def main(argv: list[str] | None = None) -> None:
             f"{d.fbank_mean_energy:.3f}/{d.embed_mean_energy:.3f}/{d.encoder_mean_energy:.3f}"
         )
         print(f"    ref {d.ref}\n    hyp {d.hyp}")
+        if d.ctc_hyp is not None:
+            print(f"    ctc {d.ctc_hyp}  (blank {d.ctc_blank_fraction:.1%} of frames)")
 
 
 if __name__ == "__main__":

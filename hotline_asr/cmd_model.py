@@ -77,8 +77,13 @@ def eval_(
     ],
     data: Annotated[Path, typer.Option(help="Kaldi-style folder or cuts manifest (.jsonl.gz).")],
     json_: Annotated[bool, typer.Option("--json", help="Print the full report as JSON.")] = False,
-    method: Annotated[str, typer.Option(help="greedy | beam")] = "greedy",
+    method: Annotated[
+        str, typer.Option(help="greedy | beam | ctc (torch model with a CTC head)")
+    ] = "greedy",
     beam: Annotated[int, typer.Option(help="Beam size for --method beam.")] = 4,
+    max_sym_per_frame: Annotated[
+        int, typer.Option(help="Greedy: symbols one encoder frame may emit (torch models).")
+    ] = 1,
     chunk_size: Annotated[int, typer.Option(help="Chunk size, 50 Hz frames.")] = 16,
     left_context: Annotated[int, typer.Option(help="Left context, 50 Hz frames.")] = 64,
     streaming: Annotated[
@@ -112,6 +117,7 @@ def eval_(
     opts = EvalOptions(
         method=method,
         beam=beam,
+        max_sym_per_frame=max_sym_per_frame,
         chunk_size=chunk_size,
         left_context=left_context,
         streaming=streaming,

@@ -95,7 +95,33 @@ def test_eval_errors_are_plain(icefall_fixture: Path, tmp_path: Path):
     code, out = _eval(
         "--model", str(icefall_fixture / "epoch-99.pt"), "--data", str(tmp_path), "--method", "x"
     )
-    assert code == 1 and "greedy or beam" in out
+    assert code == 1 and "greedy, beam or ctc" in out
+
+
+def test_eval_method_ctc_says_when_the_model_has_no_ctc_head(corpus, icefall_fixture: Path):
+    # icefall's fixture was trained without a CTC head; its ONNX export has none either
+    for model in (icefall_fixture / "epoch-99.pt", icefall_fixture):
+        code, out = _eval("--model", str(model), "--data", str(corpus.kaldi_dev), "--method", "ctc")
+        assert code == 1 and "CTC head" in out, out
+
+
+def test_ctc_greedy_ids_merges_repeats_drops_blanks_and_stops_at_each_length():
+    from training.evaluate import ctc_greedy_ids
+    from training.model.config import preset
+    from training.model.transducer import Transducer
+
+    model = Transducer(preset("tiny", vocab_size=6, use_ctc=True)).eval()
+    head = model.ctc_output[1]
+    with torch.no_grad():  # frame feature 0 picks token 4 ("b"), feature 1 picks blank
+        head.weight.zero_()
+        head.bias.zero_()
+        head.weight[4, 0] = 10.0
+        head.weight[0, 1] = 10.0
+    b, k = [1.0, 0.0], [0.0, 1.0]
+    enc = torch.zeros(2, 6, model.ctc_output[1].in_features)
+    enc[0, :, :2] = torch.tensor([b, b, k, b, k, k])
+    enc[1, :, :2] = torch.tensor([k, b, b, b, b, b])
+    assert ctc_greedy_ids(model, enc, torch.tensor([6, 2])) == [[4, 4], [4]]
 
 
 def test_slices_from_synth_metadata():
@@ -192,3 +218,20 @@ def test_eval_int8_decodes_the_quantized_files_and_says_when_there_are_none(
     assert [h["id"] for h in a] == [h["id"] for h in b] and len(a) == 3
     # random weights: int8 output differs from fp32 somewhere, which shows the int8 files ran
     assert [h["hyp"] for h in a] != [h["hyp"] for h in b]
+
+
+def test_eval_max_sym_per_frame_is_checked_and_reaches_greedy_search(corpus, icefall_fixture: Path):
+    model = str(icefall_fixture / "epoch-99.pt")
+    data = str(corpus.kaldi_dev)
+    code, out = _eval("--model", model, "--data", data, "--max-sym-per-frame", "0")
+    assert code == 1 and "must be >= 1" in out
+    code, out = _eval(
+        "--model", model, "--data", data, "--method", "beam", "--max-sym-per-frame", "2"
+    )
+    assert code == 1 and "only with greedy" in out
+    code, out = _eval("--model", str(icefall_fixture), "--data", data, "--max-sym-per-frame", "2")
+    assert code == 1 and "at most one symbol per frame" in out
+    code, out = _eval("--model", model, "--data", data, "--json", "--max-sym-per-frame", "4")
+    assert code == 0, out
+    assert json.loads(out)["options"]["max_sym_per_frame"] == 4  # greedy_search's own test:
+    # tests/test_decode.py (several symbols on one frame)

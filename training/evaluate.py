@@ -30,8 +30,11 @@ SLICE_KEYS = ("voice", "role", "domain", "unseen_template")
 
 @dataclass
 class EvalOptions:
-    method: str = "greedy"  # "greedy" or "beam"
+    method: str = "greedy"  # "greedy", "beam", or "ctc" (torch models with a CTC head)
     beam: int = 4
+    # greedy: symbols one encoder frame may emit (icefall and sherpa-onnx decode with 1; a
+    # model that learned to emit bursts of tokens on one frame needs more)
+    max_sym_per_frame: int = 1
     chunk_size: int = 16  # 50 Hz frames
     left_context: int = 64
     streaming: bool = False
@@ -223,11 +226,15 @@ def _decode_torch(model, tokens, items: list[EvalItem], opts: EvalOptions) -> li
             raise ValueError("hot words need --method beam (greedy search cannot use them)")
         graph = ContextGraph.from_texts(opts.hotwords, table.encode, score=opts.hotword_score)
     causal = bool(getattr(model.config, "causal", True))
+    if opts.method == "ctc" and not getattr(model, "use_ctc", False):
+        raise ValueError(
+            "--method ctc needs a model trained with a CTC head (model.overrides.use_ctc=true)"
+        )
+    if opts.method == "ctc" and opts.streaming:
+        raise ValueError("--method ctc decodes the chunk-masked encoder; drop --streaming")
     hyps: list[str] = []
     for batch in _batches(items, opts.batch_utts):
         feats = [torch.from_numpy(it.features()) for it in batch]
-        if opts.method not in ("greedy", "beam"):
-            raise ValueError(f"unknown method {opts.method!r}: use greedy or beam")
         if opts.streaming:
             from training.decode.streaming import StreamingDecoder
 
@@ -238,6 +245,7 @@ def _decode_torch(model, tokens, items: list[EvalItem], opts: EvalOptions) -> li
                 method=opts.method,
                 beam=opts.beam,
                 context_graph=graph,
+                max_sym_per_frame=opts.max_sym_per_frame,
             )
             ids = [r.tokens for r in decoder.decode(feats)]
         else:
@@ -251,13 +259,33 @@ def _decode_torch(model, tokens, items: list[EvalItem], opts: EvalOptions) -> li
                     x, lens, chunk_size=opts.chunk_size, left_context_frames=opts.left_context
                 )
             if opts.method == "greedy":
-                ids = greedy_search(model, enc, enc_lens)
+                ids = greedy_search(model, enc, enc_lens, opts.max_sym_per_frame)
+            elif opts.method == "ctc":
+                ids = ctc_greedy_ids(model, enc, enc_lens)
             else:
                 ids = modified_beam_search(
                     model, enc, enc_lens, beam=opts.beam, context_graph=graph
                 )
         hyps.extend(table.decode(h) for h in ids)
     return hyps
+
+
+def ctc_greedy_ids(model, enc, enc_lens) -> list[list[int]]:
+    """Greedy CTC over the model's character CTC head: per-frame argmax, repeats merged,
+    blanks dropped. It reads the encoder without the transducer's decoder and joiner, so it
+    shows how much the encoder alone has learned."""
+    import torch
+
+    with torch.no_grad():
+        best = model.ctc_output(enc).argmax(-1)
+    blank = model.decoder.blank_id
+    out = []
+    for row, n in zip(best.tolist(), enc_lens.tolist(), strict=True):
+        row = row[:n]
+        out.append(
+            [t for t, prev in zip(row, [None, *row][:-1], strict=True) if t != prev and t != blank]
+        )
+    return out
 
 
 def _decode_onnx(folder: Path, items: list[EvalItem], opts: EvalOptions) -> list[str]:
@@ -268,6 +296,16 @@ def _decode_onnx(folder: Path, items: list[EvalItem], opts: EvalOptions) -> list
             f"{folder} is an ONNX model but serving.engine is unavailable: {e}"
         ) from e
 
+    if opts.max_sym_per_frame != 1:
+        raise ValueError(
+            f"the ONNX engine ({folder}) emits at most one symbol per frame, as sherpa-onnx does; "
+            "drop --max-sym-per-frame or evaluate the torch checkpoint"
+        )
+    if opts.method not in ("greedy", "beam"):
+        raise ValueError(
+            f"method {opts.method!r} is not available for an ONNX folder ({folder}): "
+            "the export has no CTC head; use greedy or beam, or evaluate the torch checkpoint"
+        )
     rec = Recognizer.from_folder(
         folder,
         num_threads=opts.num_threads,
@@ -304,8 +342,13 @@ def evaluate(
     from training.scoring import ScoredUtt, hotword_recall, score
 
     opts = options or EvalOptions()
-    if opts.method not in ("greedy", "beam"):
-        raise ValueError(f"unknown method {opts.method!r}: use greedy or beam")
+    if opts.method not in ("greedy", "beam", "ctc"):
+        raise ValueError(f"unknown method {opts.method!r}: use greedy, beam or ctc")
+    if opts.max_sym_per_frame < 1 or (opts.max_sym_per_frame > 1 and opts.method != "greedy"):
+        raise ValueError(
+            f"max_sym_per_frame={opts.max_sym_per_frame}: it must be >= 1, and above 1 only with "
+            "greedy search"
+        )
     items = read_eval_data(data_path)
     if opts.max_utts:
         items = items[: opts.max_utts]

@@ -200,3 +200,17 @@ def test_too_short_input_is_explained(tiny):
     tiny.eval()
     with pytest.raises(ValueError, match="at least 9 feature frames"):
         tiny.forward_encoder(torch.zeros(1, 8, 80), torch.tensor([8]))
+
+
+def test_modified_rnnt_type_reaches_the_losses_and_bad_types_are_explained(tiny):
+    tiny.eval()  # deterministic, so the two loss types are compared on the same encoder output
+    x, x_lens, y = _batch()
+    with torch.no_grad():
+        regular = tiny(x, x_lens, y, prune_range=3)
+        modified = tiny(x, x_lens, y, prune_range=3, rnnt_type="modified")
+    for r, m in zip(regular[:2], modified[:2], strict=True):
+        assert torch.isfinite(m) and m.item() > 0
+        # one symbol per frame removes paths, so the modified loss is a different number
+        assert abs(r.item() - m.item()) > 1e-3
+    with pytest.raises(ValueError, match="rnnt_type must be one of"):
+        tiny(x, x_lens, y, rnnt_type="bursty")

@@ -31,6 +31,9 @@ class LossOptions:
     lm_scale: float = 0.25
     ctc_loss_scale: float = 0.2  # used when the model has a CTC head (model.use_ctc)
     pinyin_ctc_scale: float = 0.0  # > 0 adds the pinyin auxiliary CTC head
+    # "regular" lets one frame emit several symbols; "modified" allows at most one, matching
+    # the one-symbol-per-frame search that icefall and sherpa-onnx serve with
+    rnnt_type: str = "regular"
 
 
 @dataclass
@@ -141,6 +144,7 @@ class TransducerModule(pl.LightningModule):
                 prune_range=self.loss_opts.prune_range,
                 am_scale=self.loss_opts.am_scale,
                 lm_scale=self.loss_opts.lm_scale,
+                rnnt_type=self.loss_opts.rnnt_type,
             )
         finally:
             if hook is not None:

@@ -155,10 +155,13 @@ class Transducer(nn.Module):
         prune_range: int = 5,
         am_scale: float = 0.0,
         lm_scale: float = 0.25,
+        rnnt_type: str = "regular",
     ) -> tuple[Tensor, Tensor, Tensor | None]:
         """Losses summed over the batch: (simple_loss, pruned_loss, ctc_loss or None).
 
-        y: token ids per utterance (no blank, no sos).
+        y: token ids per utterance (no blank, no sos). rnnt_type: "regular" (any number of
+        symbols per frame, icefall's default), "modified" (at most one per frame, as the served
+        one-symbol search decodes) or "constrained" (see ``training.loss.rnnt``).
         """
         from training.loss import rnnt
 
@@ -201,6 +204,7 @@ class Transducer(nn.Module):
                 boundary=boundary,
                 reduction="sum",
                 return_grad=True,
+                rnnt_type=rnnt_type,
             )
         ranges = rnnt.get_rnnt_prune_ranges(
             px_grad=px_grad, py_grad=py_grad, boundary=boundary, s_range=prune_range
@@ -219,6 +223,7 @@ class Transducer(nn.Module):
                 termination_symbol=blank,
                 boundary=boundary,
                 reduction="sum",
+                rnnt_type=rnnt_type,
             )
 
         ctc_loss = None

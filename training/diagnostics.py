@@ -88,11 +88,11 @@ def diagnose(model, tokens, cut) -> UttDiagnostics:
 
 def ctc_greedy(model, enc: torch.Tensor, table) -> tuple[float, str]:
     """Blank share of the CTC head's per-frame argmax over enc (T, C), and its collapsed text."""
-    from training.evaluate import ctc_greedy_ids
+    from training.evaluate import collapse_ctc
 
     best = model.ctc_output(enc).argmax(-1).tolist()
-    ids = ctc_greedy_ids(model, enc[None], torch.tensor([enc.shape[0]]))[0]
     blank = model.decoder.blank_id
+    ids = collapse_ctc(best, blank)
     return sum(t == blank for t in best) / max(len(best), 1), table.decode(ids)
 
 

@@ -279,13 +279,16 @@ def ctc_greedy_ids(model, enc, enc_lens) -> list[list[int]]:
     with torch.no_grad():
         best = model.ctc_output(enc).argmax(-1)
     blank = model.decoder.blank_id
-    out = []
-    for row, n in zip(best.tolist(), enc_lens.tolist(), strict=True):
-        row = row[:n]
-        out.append(
-            [t for t, prev in zip(row, [None, *row][:-1], strict=True) if t != prev and t != blank]
-        )
-    return out
+    return [
+        collapse_ctc(row[:n], blank)
+        for row, n in zip(best.tolist(), enc_lens.tolist(), strict=True)
+    ]
+
+
+def collapse_ctc(frame_ids: list[int], blank: int) -> list[int]:
+    """Per-frame CTC labels to tokens: repeats merged, then blanks dropped."""
+    prev = [None, *frame_ids][:-1]
+    return [t for t, p in zip(frame_ids, prev, strict=True) if t != p and t != blank]
 
 
 def _decode_onnx(folder: Path, items: list[EvalItem], opts: EvalOptions) -> list[str]:

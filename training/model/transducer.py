@@ -163,15 +163,31 @@ class Transducer(nn.Module):
         symbols per frame, icefall's default), "modified" (at most one per frame, as the served
         one-symbol search decodes) or "constrained" (see ``training.loss.rnnt``).
         """
-        from training.loss import rnnt
-
         if x.ndim != 3 or x_lens.ndim != 1 or len(y) != x.shape[0] or x_lens.shape[0] != x.shape[0]:
             raise ValueError(
                 f"expected x (N, T, F), x_lens (N,) and N label lists; got {tuple(x.shape)}, "
                 f"{tuple(x_lens.shape)} and {len(y)} lists"
             )
-        device = x.device
         encoder_out, encoder_out_lens = self.forward_encoder(x, x_lens)
+        return self.losses(
+            encoder_out, encoder_out_lens, y, prune_range, am_scale, lm_scale, rnnt_type
+        )
+
+    def losses(
+        self,
+        encoder_out: Tensor,
+        encoder_out_lens: Tensor,
+        y: list[list[int]],
+        prune_range: int = 5,
+        am_scale: float = 0.0,
+        lm_scale: float = 0.25,
+        rnnt_type: str = "regular",
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """``forward``'s losses from encoder output (N, T, C) already computed (e.g. cached
+        for a frozen encoder)."""
+        from training.loss import rnnt
+
+        device = encoder_out.device
         blank = self.decoder.blank_id
         n = len(y)
         y_lens = torch.tensor([len(s) for s in y], dtype=torch.int64, device=device)

@@ -40,16 +40,21 @@ def encode(model, cuts):
     return out
 
 
-def batch_loss(model, table, batch, kind: str) -> torch.Tensor:
+def batch_loss(
+    model, table, batch, kind: str, mask: float = 0.0, rnnt_type: str = "regular"
+) -> torch.Tensor:
     ys = [table.encode(text) for _, text in batch]
     lens = torch.tensor([e.shape[0] for e, _ in batch])
     enc = torch.nn.utils.rnn.pad_sequence([e for e, _ in batch], batch_first=True)
     if kind == "pruned":  # the recipe's loss, exactly as training computes it
-        simple, pruned, _ = model.losses(enc, lens, ys)
+        simple, pruned, _ = model.losses(
+            enc, lens, ys, rnnt_type=rnnt_type, context_mask_prob=mask
+        )
         return 0.5 * simple + pruned
     blank = model.decoder.blank_id
     y_pad = torch.nn.utils.rnn.pad_sequence([torch.tensor(y) for y in ys], batch_first=True)
-    dec = model.decoder(torch.nn.functional.pad(y_pad, (1, 0), value=blank))
+    sos_y = model.mask_context(torch.nn.functional.pad(y_pad, (1, 0), value=blank), mask)
+    dec = model.decoder(sos_y)
     logits = model.joiner(
         model.joiner.encoder_proj(enc).unsqueeze(2),
         model.joiner.decoder_proj(dec).unsqueeze(1),
@@ -59,7 +64,7 @@ def batch_loss(model, table, batch, kind: str) -> torch.Tensor:
         [torch.zeros_like(lens), torch.zeros_like(lens), torch.tensor([len(y) for y in ys]), lens],
         1,
     )
-    return rnnt.rnnt_loss(logits, y_pad, blank, boundary)
+    return rnnt.rnnt_loss(logits, y_pad, blank, boundary, rnnt_type=rnnt_type)
 
 
 def cer(model, table, test, method: str) -> float:
@@ -89,6 +94,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--eval-every", type=int, default=50)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--context-mask", type=float, default=0.0, help="Transducer.mask_context")
+    ap.add_argument("--rnnt-type", default="regular", choices=["regular", "modified"])
+    ap.add_argument("--joiner-from-ctc", type=float, default=None, metavar="SCALE",
+                    help="rewrite the joiner from the CTC head first (training.model.ctc_joiner)")
+    ap.add_argument("--reinit", action="store_true", help="start decoder and joiner afresh")
     args = ap.parse_args()
     torch.manual_seed(0)
     model, tokens = load_torch_model(args.model)
@@ -96,6 +106,16 @@ def main() -> None:
     short = (c for c in lhotse.load_manifest_lazy(args.train) if c.duration <= args.max_seconds)
     train = encode(model.eval(), itertools.islice(short, args.train_utts))
     test = encode(model, itertools.islice(lhotse.load_manifest_lazy(args.test), args.test_utts))
+    if args.reinit:
+        for name, module in model.named_modules():
+            if name.startswith(("decoder", "joiner", "simple")) and hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+    if args.joiner_from_ctc is not None:
+        from training.model.ctc_joiner import joiner_from_ctc
+
+        rms = torch.cat([e for e, _ in train]).pow(2).mean().sqrt().item()
+        joiner_from_ctc(model, args.joiner_from_ctc)
+        print(f"joiner from the CTC head, scale {args.joiner_from_ctc} (encoder rms {rms:.2f})")
     params = [p for n, p in model.named_parameters() if not n.startswith(("encoder", "ctc"))]
     opt = torch.optim.Adam(params, lr=args.lr)
     ctc = f"{cer(model, table, test, 'ctc'):.1%}" if model.use_ctc else "-"
@@ -106,7 +126,9 @@ def main() -> None:
     g = torch.Generator().manual_seed(0)
     for step in range(1, args.steps + 1):
         idx = torch.randint(len(train), (args.batch,), generator=g).tolist()
-        loss = batch_loss(model, table, [train[i] for i in idx], args.loss)
+        model.train()
+        loss = batch_loss(model, table, [train[i] for i in idx], args.loss, args.context_mask, args.rnnt_type)
+        model.eval()
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 5.0)

@@ -214,3 +214,30 @@ def test_modified_rnnt_type_reaches_the_losses_and_bad_types_are_explained(tiny)
         assert abs(r.item() - m.item()) > 1e-3
     with pytest.raises(ValueError, match="rnnt_type must be one of"):
         tiny(x, x_lens, y, rnnt_type="bursty")
+
+
+def test_context_mask_hides_labels_only_in_training_and_bad_probabilities_are_explained(tiny):
+    sos_y = torch.tensor([[0, 5, 6, 7, 8, 9, 10, 11]] * 64)
+    tiny.train()
+    torch.manual_seed(0)
+    masked = tiny.mask_context(sos_y, 0.5)
+    assert (masked[:, 0] == 0).all(), "the start symbol is never hidden"
+    hidden = (masked[:, 1:] == -1).float().mean().item()
+    assert 0.4 < hidden < 0.6, hidden
+    kept = masked[:, 1:] != -1
+    assert (masked[:, 1:][kept] == sos_y[:, 1:][kept]).all()
+    tiny.eval()
+    assert torch.equal(tiny.mask_context(sos_y, 0.5), sos_y), "decoding sees the real context"
+    with pytest.raises(ValueError, match=r"context_mask_prob must be in \[0, 1\)"):
+        tiny.mask_context(sos_y, 1.0)
+
+
+def test_context_mask_changes_the_training_loss(tiny):
+    tiny.train()
+    x, x_lens, y = _batch()
+    with torch.no_grad():
+        torch.manual_seed(1)
+        plain = tiny(x, x_lens, y, prune_range=3)
+        torch.manual_seed(1)
+        masked = tiny(x, x_lens, y, prune_range=3, context_mask_prob=0.9)
+    assert abs(plain[0].item() - masked[0].item()) > 1e-3  # the simple loss reads the context

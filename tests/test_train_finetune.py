@@ -87,3 +87,38 @@ def test_finetune_from_icefall_checkpoint(corpus, icefall_fixture: Path, tmp_pat
     resumed = {k[6:]: v for k, v in last["state_dict"].items() if k.startswith("model.")}
     assert resumed["encoder.encoders.3.out_combiner.bypass_scale"].shape == (128,)
     assert all(torch.equal(resumed[k], ice[k]) for k in frozen)
+
+
+def test_init_joiner_from_ctc_rewrites_the_joiner_and_needs_a_ctc_head(
+    corpus, icefall_fixture: Path, tmp_path: Path
+):
+    from serving.tokens import TokenTable
+    from training.lightning.config import load_recipe
+    from training.lightning.smoke import write_smoke_recipe
+    from training.model.checkpoint import save_model
+    from training.model.config import preset
+    from training.model.transducer import Transducer
+    from training.train import build_model
+
+    tokens = TokenTable.load(corpus.tokens).tokens
+    torch.manual_seed(0)
+    base = Transducer(preset("tiny", vocab_size=len(tokens), use_ctc=True, joiner_dim=96))
+    save_model(tmp_path / "base.pt", base, tokens)
+
+    def build(checkpoint: Path):
+        recipe = write_smoke_recipe(
+            tmp_path / f"recipe-{checkpoint.stem}",
+            corpus,
+            {"init": {"checkpoint": str(checkpoint), "joiner_from_ctc": 0.1}},
+        )
+        return build_model(load_recipe(recipe), tokens, Path("."))
+
+    model, _ = build(tmp_path / "base.pt")
+    head = base.ctc_output[1]
+    assert torch.equal(model.joiner.output_linear.weight[:, :64], head.weight / 0.1)
+    assert torch.equal(model.joiner.output_linear.weight[:, 64:], torch.zeros(len(tokens), 32))
+    assert torch.equal(model.simple_am_proj.weight, head.weight)
+    assert torch.equal(model.encoder_embed.conv[0].weight, base.encoder_embed.conv[0].weight)
+
+    with pytest.raises(ValueError, match="needs a (model with a character )?CTC head"):
+        build(icefall_fixture / "epoch-99.pt")

@@ -210,6 +210,16 @@ def build_model(cfg: RecipeConfig, tokens: list[str], root: Path, arch=None):
                 f"{cfg.init.checkpoint} does not fit the model: missing {missing}, "
                 f"unexpected {unexpected}"
             )
+        if cfg.init.joiner_from_ctc is not None:
+            if any(k.startswith("ctc_output") for k in missing):
+                raise ValueError(
+                    f"init.joiner_from_ctc needs a CTC head in {cfg.init.checkpoint}, which has "
+                    "none; drop init.joiner_from_ctc or start from a model trained with use_ctc"
+                )
+            from training.model.ctc_joiner import joiner_from_ctc
+
+            joiner_from_ctc(model, cfg.init.joiner_from_ctc)
+            log.info("joiner rewritten from the CTC head (scale %s)", cfg.init.joiner_from_ctc)
     else:
         mc = model_config(cfg, len(tokens))
         model = Transducer(mc)

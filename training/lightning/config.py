@@ -64,6 +64,9 @@ class InitSection:
     checkpoint: str | None = None  # our .pt, a Lightning .ckpt, or an icefall checkpoint
     hyper_params: str | None = None  # icefall hyper-params.json (default: beside the checkpoint)
     freeze_encoder_stacks: int = 0
+    # rewrite the joiner from the init model's CTC head with this encoder scale (0.2 suits
+    # encoder output of rms ~0.6); see training.model.ctc_joiner. null: keep the joiner
+    joiner_from_ctc: float | None = None
 
 
 @dataclass

@@ -34,6 +34,9 @@ class LossOptions:
     # "regular" lets one frame emit several symbols; "modified" allows at most one, matching
     # the one-symbol-per-frame search that icefall and sherpa-onnx serve with
     rnnt_type: str = "regular"
+    # probability that each context label of the prediction network is hidden in training
+    # (see Transducer.mask_context); > 0 weakens the learnt text prior
+    context_mask_prob: float = 0.0
 
 
 @dataclass
@@ -119,6 +122,7 @@ class TransducerModule(pl.LightningModule):
         self._position_epoch = 0
         self._val_errors = 0
         self._val_chars = 0
+        self._val_ctc_errors = 0
         self._val_decoded = 0
         self._val_examples: list[tuple[str, str]] = []
 
@@ -145,6 +149,7 @@ class TransducerModule(pl.LightningModule):
                 am_scale=self.loss_opts.am_scale,
                 lm_scale=self.loss_opts.lm_scale,
                 rnnt_type=self.loss_opts.rnnt_type,
+                context_mask_prob=self.loss_opts.context_mask_prob,
             )
         finally:
             if hook is not None:
@@ -248,6 +253,7 @@ class TransducerModule(pl.LightningModule):
     def on_validation_epoch_start(self) -> None:
         self._val_errors = 0
         self._val_chars = 0
+        self._val_ctc_errors = 0
         self._val_decoded = 0
         self._val_examples = []
 
@@ -260,19 +266,26 @@ class TransducerModule(pl.LightningModule):
             n = min(len(batch["texts"]), self.valid_opts.cer_max_utts - self._val_decoded)
             from training.scoring import ErrorCounts, align
 
-            hyps = self.greedy_texts(batch["features"][:n], batch["feature_lens"][:n])
+            hyps, ctc_hyps = self.greedy_texts(batch["features"][:n], batch["feature_lens"][:n])
             for ref, hyp in zip(batch["texts"][:n], hyps, strict=True):
                 counts = ErrorCounts.from_ops(align(ref, hyp))
                 self._val_errors += counts.errors
                 self._val_chars += counts.ref_chars
                 if len(self._val_examples) < 3:
                     self._val_examples.append((ref, hyp))
+            for ref, hyp in zip(batch["texts"][:n], ctc_hyps or [], strict=False):
+                self._val_ctc_errors += ErrorCounts.from_ops(align(ref, hyp)).errors
             self._val_decoded += n
 
     @torch.no_grad()
-    def greedy_texts(self, x: torch.Tensor, x_lens: torch.Tensor) -> list[str]:
+    def greedy_texts(
+        self, x: torch.Tensor, x_lens: torch.Tensor
+    ) -> tuple[list[str], list[str] | None]:
+        """Greedy transducer texts and, for a model with a character CTC head, the head's
+        greedy texts from the same (full-context) encoder output."""
         from serving.tokens import TokenTable
         from training.decode.search import greedy_search
+        from training.evaluate import ctc_greedy_ids
 
         if getattr(self, "_table", None) is None:
             self._table = TokenTable(self.tokens)
@@ -282,15 +295,23 @@ class TransducerModule(pl.LightningModule):
         for i, n in enumerate(x_lens.tolist()):
             x[i, n:] = math.log(1e-10)
         enc_out, enc_lens = self.model.forward_encoder(x, x_lens + 30)
-        return [self._table.decode(h) for h in greedy_search(self.model, enc_out, enc_lens)]
+        hyps = [self._table.decode(h) for h in greedy_search(self.model, enc_out, enc_lens)]
+        if not getattr(self.model, "use_ctc", False):
+            return hyps, None
+        ctc = [self._table.decode(h) for h in ctc_greedy_ids(self.model, enc_out, enc_lens)]
+        return hyps, ctc
 
     def on_validation_epoch_end(self) -> None:
-        counts = torch.tensor([float(self._val_errors), float(self._val_chars)])
+        counts = torch.tensor(
+            [float(self._val_errors), float(self._val_chars), float(self._val_ctc_errors)]
+        )
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.all_reduce(counts)
         if counts[1] > 0:  # already summed over ranks: sync_dist averages equal values
             self.log("dev/cer", float(counts[0] / counts[1]), prog_bar=True, sync_dist=True)
             self.log("dev/cer_chars", float(counts[1]), sync_dist=True)
+            if getattr(self.model, "use_ctc", False):
+                self.log("dev/ctc_cer", float(counts[2] / counts[1]), sync_dist=True)
 
     # ------------------------------------------------------------- optimizer
     def configure_optimizers(self):

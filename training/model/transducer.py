@@ -156,12 +156,16 @@ class Transducer(nn.Module):
         am_scale: float = 0.0,
         lm_scale: float = 0.25,
         rnnt_type: str = "regular",
+        context_mask_prob: float = 0.0,
     ) -> tuple[Tensor, Tensor, Tensor | None]:
         """Losses summed over the batch: (simple_loss, pruned_loss, ctc_loss or None).
 
         y: token ids per utterance (no blank, no sos). rnnt_type: "regular" (any number of
         symbols per frame, icefall's default), "modified" (at most one per frame, as the served
         one-symbol search decodes) or "constrained" (see ``training.loss.rnnt``).
+        context_mask_prob: in training, each label the prediction network sees as context is
+        replaced by "no context" (a zero embedding) with this probability, so the transducer
+        cannot lean on the training text's token statistics instead of the audio.
         """
         if x.ndim != 3 or x_lens.ndim != 1 or len(y) != x.shape[0] or x_lens.shape[0] != x.shape[0]:
             raise ValueError(
@@ -170,8 +174,20 @@ class Transducer(nn.Module):
             )
         encoder_out, encoder_out_lens = self.forward_encoder(x, x_lens)
         return self.losses(
-            encoder_out, encoder_out_lens, y, prune_range, am_scale, lm_scale, rnnt_type
+            encoder_out, encoder_out_lens, y, prune_range, am_scale, lm_scale, rnnt_type,
+            context_mask_prob,
         )
+
+    def mask_context(self, sos_y: Tensor, prob: float) -> Tensor:
+        """In training, replace each label of ``sos_y`` (N, U+1) after the start symbol by -1
+        (the decoder's zero "no context" embedding) with probability ``prob``."""
+        if not 0.0 <= prob < 1.0:
+            raise ValueError(f"context_mask_prob must be in [0, 1), got {prob}")
+        if prob == 0.0 or not self.training:
+            return sos_y
+        masked = torch.rand(sos_y.shape, device=sos_y.device) < prob
+        masked[:, 0] = False
+        return sos_y.masked_fill(masked, -1)
 
     def losses(
         self,
@@ -182,6 +198,7 @@ class Transducer(nn.Module):
         am_scale: float = 0.0,
         lm_scale: float = 0.25,
         rnnt_type: str = "regular",
+        context_mask_prob: float = 0.0,
     ) -> tuple[Tensor, Tensor, Tensor | None]:
         """``forward``'s losses from encoder output (N, T, C) already computed (e.g. cached
         for a frozen encoder)."""
@@ -199,6 +216,7 @@ class Transducer(nn.Module):
                 t = torch.as_tensor(seq, dtype=torch.int64)
                 y_padded[i, : len(seq)] = t
                 sos_y[i, 1 : len(seq) + 1] = t
+        sos_y = self.mask_context(sos_y, context_mask_prob)
         y_padded, sos_y = y_padded.to(device), sos_y.to(device)
 
         decoder_out = self.decoder(sos_y)

@@ -1,6 +1,7 @@
 """Does the transducer's joiner learn to read a trained encoder? A probe, not a recipe.
 
     .venv/bin/python bench/joiner_probe.py MODEL --loss pruned|full [--steps 150]
+        [--rnnt-type modified] [--context-mask 0.5] [--reinit | --joiner-from-ctc 0.2]
 
 Freezes the encoder of MODEL (ours or a Lightning .ckpt), caches its full-context output on
 short training utterances, and trains only the decoder, joiner and simple projections with
@@ -9,7 +10,10 @@ as `Transducer.forward`) or the full, unpruned RNN-T loss over the whole (t, u) 
 ``--eval-every`` steps it prints the greedy transducer CER on the first test utterances, next to
 the CTC head's CER on the same encoder output when the model has one: if the CTC head reads the
 encoder well and the transducer does not catch up under one loss but does under the other, the
-loss (not the encoder) is what holds the transducer back.
+loss (not the encoder) is what holds the transducer back. ``--context-mask`` hides decoder
+context labels in training, ``--reinit`` starts the decoder and joiner afresh and
+``--joiner-from-ctc`` first rewrites the joiner from the CTC head
+(``training.model.ctc_joiner``), so its step-0 CER shows what that initialisation gives.
 """
 
 from __future__ import annotations

@@ -51,9 +51,7 @@ def batch_loss(
     lens = torch.tensor([e.shape[0] for e, _ in batch])
     enc = torch.nn.utils.rnn.pad_sequence([e for e, _ in batch], batch_first=True)
     if kind == "pruned":  # the recipe's loss, exactly as training computes it
-        simple, pruned, _ = model.losses(
-            enc, lens, ys, rnnt_type=rnnt_type, context_mask_prob=mask
-        )
+        simple, pruned, _ = model.losses(enc, lens, ys, rnnt_type=rnnt_type, context_mask_prob=mask)
         return 0.5 * simple + pruned
     blank = model.decoder.blank_id
     y_pad = torch.nn.utils.rnn.pad_sequence([torch.tensor(y) for y in ys], batch_first=True)
@@ -100,8 +98,13 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--context-mask", type=float, default=0.0, help="Transducer.mask_context")
     ap.add_argument("--rnnt-type", default="regular", choices=["regular", "modified"])
-    ap.add_argument("--joiner-from-ctc", type=float, default=None, metavar="SCALE",
-                    help="rewrite the joiner from the CTC head first (training.model.ctc_joiner)")
+    ap.add_argument(
+        "--joiner-from-ctc",
+        type=float,
+        default=None,
+        metavar="SCALE",
+        help="rewrite the joiner from the CTC head first (training.model.ctc_joiner)",
+    )
     ap.add_argument("--reinit", action="store_true", help="start decoder and joiner afresh")
     args = ap.parse_args()
     torch.manual_seed(0)
@@ -112,7 +115,9 @@ def main() -> None:
     test = encode(model, itertools.islice(lhotse.load_manifest_lazy(args.test), args.test_utts))
     if args.reinit:
         for name, module in model.named_modules():
-            if name.startswith(("decoder", "joiner", "simple")) and hasattr(module, "reset_parameters"):
+            if name.startswith(("decoder", "joiner", "simple")) and hasattr(
+                module, "reset_parameters"
+            ):
                 module.reset_parameters()
     if args.joiner_from_ctc is not None:
         from training.model.ctc_joiner import joiner_from_ctc
@@ -131,7 +136,9 @@ def main() -> None:
     for step in range(1, args.steps + 1):
         idx = torch.randint(len(train), (args.batch,), generator=g).tolist()
         model.train()
-        loss = batch_loss(model, table, [train[i] for i in idx], args.loss, args.context_mask, args.rnnt_type)
+        loss = batch_loss(
+            model, table, [train[i] for i in idx], args.loss, args.context_mask, args.rnnt_type
+        )
         model.eval()
         opt.zero_grad()
         loss.backward()

@@ -174,7 +174,13 @@ class Transducer(nn.Module):
             )
         encoder_out, encoder_out_lens = self.forward_encoder(x, x_lens)
         return self.losses(
-            encoder_out, encoder_out_lens, y, prune_range, am_scale, lm_scale, rnnt_type,
+            encoder_out,
+            encoder_out_lens,
+            y,
+            prune_range,
+            am_scale,
+            lm_scale,
+            rnnt_type,
             context_mask_prob,
         )
 

@@ -43,6 +43,14 @@ def test_recipes_parse_and_overrides_apply():
     ft = load_recipe(root / "recipes" / "zipformer_finetune_voice")
     assert ft.data.train_weights == [0.7, 0.3]
     assert ft.init.checkpoint == "models/default/model.pt"
+    # the fine-tune trains as the baseline's stage 2 did (RESULTS.md)
+    assert (ft.loss.rnnt_type, ft.loss.context_mask_prob) == ("modified", 0.1)
+    stage2 = load_recipe(
+        root / "recipes" / "zipformer_synth",
+        ["init.joiner_from_ctc=0.2", "loss.context_mask_prob=0.1", "loss.rnnt_type=modified"],
+    )
+    assert stage2.init.joiner_from_ctc == 0.2 and stage2.loss.context_mask_prob == 0.1
+    assert cfg.init.joiner_from_ctc is None and cfg.model.overrides == {"use_ctc": True}
     with pytest.raises(ValueError, match="unknown key"):
         load_recipe(root / "recipes" / "zipformer_synth", ["trainer.max_stepz=1"])
     with pytest.raises(ValueError, match="key=value"):

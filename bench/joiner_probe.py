@@ -28,7 +28,6 @@ import torch
 from serving.tokens import TokenTable
 from training.decode.search import greedy_search
 from training.evaluate import ctc_greedy_ids, load_torch_model
-from training.loss import rnnt
 from training.scoring import ScoredUtt, score
 
 
@@ -53,20 +52,7 @@ def batch_loss(
     if kind == "pruned":  # the recipe's loss, exactly as training computes it
         simple, pruned, _ = model.losses(enc, lens, ys, rnnt_type=rnnt_type, context_mask_prob=mask)
         return 0.5 * simple + pruned
-    blank = model.decoder.blank_id
-    y_pad = torch.nn.utils.rnn.pad_sequence([torch.tensor(y) for y in ys], batch_first=True)
-    sos_y = model.mask_context(torch.nn.functional.pad(y_pad, (1, 0), value=blank), mask)
-    dec = model.decoder(sos_y)
-    logits = model.joiner(
-        model.joiner.encoder_proj(enc).unsqueeze(2),
-        model.joiner.decoder_proj(dec).unsqueeze(1),
-        project_input=False,
-    )
-    boundary = torch.stack(
-        [torch.zeros_like(lens), torch.zeros_like(lens), torch.tensor([len(y) for y in ys]), lens],
-        1,
-    )
-    return rnnt.rnnt_loss(logits, y_pad, blank, boundary, rnnt_type=rnnt_type)
+    return model.full_loss(enc, lens, ys, rnnt_type=rnnt_type, context_mask_prob=mask)
 
 
 def cer(model, table, test, method: str) -> float:

@@ -36,6 +36,10 @@ def test_diagnose_reports_losses_and_lattice_shape_of_a_random_model():
     assert 0.0 <= d.blank_argmax_fraction <= 1.0
     assert 0.0 <= d.encoder_mean_energy <= 1.0 and d.ref == "abca"
     assert 0.0 < d.fbank_mean_energy < 0.05  # zero-mean random features
+    # the hypothesis' own full loss, as Transducer.full_loss gives it (None when it is empty)
+    assert (d.hyp_full_loss is None) == (d.hyp == "")
+    if d.hyp_full_loss is not None:
+        assert d.hyp_full_loss > 0
 
 
 def test_diagnose_reads_the_character_ctc_head_when_the_model_has_one():

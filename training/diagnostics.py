@@ -6,7 +6,8 @@ For the first utterances of a cuts manifest (with features), prints the pruned, 
 full (unpruned) RNN-T losses in eval mode, how often blank is the joiner's argmax over the
 whole (t, u) lattice (a trained model: nearly always, with one peak per token), how much of
 the input fbank's, the front end's and the encoder's output energy is the utterance-mean vector (time-invariant),
-the greedy hypothesis next to the reference and, for a model with a character CTC head
+the greedy hypothesis next to the reference, each with its full loss (a hypothesis the model
+scores far cheaper than the reference is a modelling error, not a search error), and, for a model with a character CTC head
 (`use_ctc`), how much of that head's greedy output is blank and what it spells. A CTC head that
 is ~100 % blank means the encoder does not yet use the audio; real (even wrong) characters are
 the first sign that training has left the initial plateau. Full context throughout.
@@ -35,6 +36,7 @@ class UttDiagnostics:
     encoder_mean_energy: float
     ref: str
     hyp: str
+    hyp_full_loss: float | None = None  # full_loss of the greedy hypothesis (None: empty)
     ctc_blank_fraction: float | None = None
     ctc_hyp: str | None = None
 
@@ -58,15 +60,13 @@ def diagnose(model, tokens, cut) -> UttDiagnostics:
     simple, pruned, _ = model(x, x_lens, [y])
     emb, _ = model.encoder_embed(x, x_lens)
     enc, enc_lens = model.forward_encoder(x, x_lens, chunk_size=-1, left_context_frames=-1)
-    enc_proj = model.joiner.encoder_proj(enc)
-    dec_proj = model.joiner.decoder_proj(
-        model.decoder(torch.tensor([[model.decoder.blank_id, *y]]))
-    )
-    logits = model.joiner(enc_proj.unsqueeze(2), dec_proj.unsqueeze(1), project_input=False)
-    boundary = torch.tensor([[0, 0, len(y), int(enc_lens[0])]])
-    full = rnnt.rnnt_loss(logits.float(), torch.tensor([y]), model.decoder.blank_id, boundary)
+    logits, y_padded, boundary = model.lattice_logits(enc, enc_lens, [y])
+    full = rnnt.rnnt_loss(logits.float(), y_padded, model.decoder.blank_id, boundary)
     blank_frac = float((logits.argmax(-1) == model.decoder.blank_id).float().mean())
     hyp = greedy_search(model, enc, enc_lens)[0]  # it applies encoder_proj itself
+    # The model's own score of what it decoded: far below the reference's full_loss means the
+    # model prefers its hypothesis (a modelling error), not that the search missed the reference.
+    hyp_full = float(model.full_loss(enc, enc_lens, [hyp])) if hyp else None
     ctc_blank, ctc_hyp = ctc_greedy(model, enc[0], table) if model.use_ctc else (None, None)
     return UttDiagnostics(
         cut_id=cut.id,
@@ -75,6 +75,7 @@ def diagnose(model, tokens, cut) -> UttDiagnostics:
         pruned_loss=float(pruned),
         simple_loss=float(simple),
         full_loss=float(full),
+        hyp_full_loss=hyp_full,
         blank_argmax_fraction=blank_frac,
         fbank_mean_energy=mean_energy_fraction(x[0]),
         embed_mean_energy=mean_energy_fraction(emb[0]),
@@ -118,7 +119,8 @@ def main(argv: list[str] | None = None) -> None:
             f"{d.full_loss:.2f} | {d.blank_argmax_fraction:.3f} | "
             f"{d.fbank_mean_energy:.3f}/{d.embed_mean_energy:.3f}/{d.encoder_mean_energy:.3f}"
         )
-        print(f"    ref {d.ref}\n    hyp {d.hyp}")
+        hyp_cost = "-" if d.hyp_full_loss is None else f"{d.hyp_full_loss:.2f}"
+        print(f"    ref {d.ref}  (full {d.full_loss:.2f})\n    hyp {d.hyp}  (full {hyp_cost})")
         if d.ctc_hyp is not None:
             print(f"    ctc {d.ctc_hyp}  (blank {d.ctc_blank_fraction:.1%} of frames)")
 

@@ -273,8 +273,9 @@ class TransducerModule(pl.LightningModule):
                 self._val_chars += counts.ref_chars
                 if len(self._val_examples) < 3:
                     self._val_examples.append((ref, hyp))
-            for ref, hyp in zip(batch["texts"][:n], ctc_hyps or [], strict=False):
-                self._val_ctc_errors += ErrorCounts.from_ops(align(ref, hyp)).errors
+            if ctc_hyps is not None:
+                for ref, hyp in zip(batch["texts"][:n], ctc_hyps, strict=True):
+                    self._val_ctc_errors += ErrorCounts.from_ops(align(ref, hyp)).errors
             self._val_decoded += n
 
     @torch.no_grad()
@@ -282,7 +283,8 @@ class TransducerModule(pl.LightningModule):
         self, x: torch.Tensor, x_lens: torch.Tensor
     ) -> tuple[list[str], list[str] | None]:
         """Greedy transducer texts and, for a model with a character CTC head, the head's
-        greedy texts from the same (full-context) encoder output."""
+        greedy texts from the same encoder output (eval mode: the config's first chunk size
+        and left context)."""
         from serving.tokens import TokenTable
         from training.decode.search import greedy_search
         from training.evaluate import ctc_greedy_ids

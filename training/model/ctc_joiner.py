@@ -23,13 +23,13 @@ import torch
 from torch import nn
 
 
-def joiner_from_ctc(model: nn.Module, scale: float = 0.2) -> float:
+def joiner_from_ctc(model: nn.Module, scale: float = 0.2) -> None:
     """Rewrite ``model``'s joiner and simple acoustic projection from its CTC head, in place.
 
     ``scale``: the factor on encoder output inside the joiner, small enough that ``tanh`` stays
     near-linear (0.2 keeps the baseline's encoder output, rms ~0.6, at rms ~0.13; measured
     with bench/joiner_probe.py --joiner-from-ctc: the joiner then decodes within a point of
-    the head). Returns the scale used.
+    the head).
     """
     if not getattr(model, "use_ctc", False):
         raise ValueError(
@@ -50,9 +50,9 @@ def joiner_from_ctc(model: nn.Module, scale: float = 0.2) -> float:
             f"joiner_dim ({joiner_dim}) must exceed encoder_dim ({enc_dim}) so that the CTC "
             "head and the prediction network each get their own joiner units"
         )
+    if scale <= 0:
+        raise ValueError(f"scale must be > 0, got {scale}")
     s = float(scale)
-    if s <= 0:
-        raise ValueError(f"scale must be > 0, got {s}")
     with torch.no_grad():
         w_e = torch.zeros(joiner_dim, enc_dim)
         w_e[:enc_dim] = s * torch.eye(enc_dim)
@@ -66,4 +66,3 @@ def joiner_from_ctc(model: nn.Module, scale: float = 0.2) -> float:
         joiner.output_linear.bias.copy_(head.bias)
         model.simple_am_proj.weight.copy_(head.weight)
         model.simple_am_proj.bias.copy_(head.bias)
-    return s

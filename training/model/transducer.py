@@ -3,6 +3,8 @@ RNN-T training loss and an optional CTC head. Module names match icefall's `AsrM
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -148,24 +150,12 @@ class Transducer(nn.Module):
     # ---- training loss ----
 
     def forward(
-        self,
-        x: Tensor,
-        x_lens: Tensor,
-        y: list[list[int]],
-        prune_range: int = 5,
-        am_scale: float = 0.0,
-        lm_scale: float = 0.25,
-        rnnt_type: str = "regular",
-        context_mask_prob: float = 0.0,
+        self, x: Tensor, x_lens: Tensor, y: list[list[int]], **loss_options: Any
     ) -> tuple[Tensor, Tensor, Tensor | None]:
         """Losses summed over the batch: (simple_loss, pruned_loss, ctc_loss or None).
 
-        y: token ids per utterance (no blank, no sos). rnnt_type: "regular" (any number of
-        symbols per frame, icefall's default), "modified" (at most one per frame, as the served
-        one-symbol search decodes) or "constrained" (see ``training.loss.rnnt``).
-        context_mask_prob: in training, each label the prediction network sees as context is
-        replaced by "no context" (a zero embedding) with this probability, so the transducer
-        cannot lean on the training text's token statistics instead of the audio.
+        y: token ids per utterance (no blank, no sos). ``loss_options`` are those of
+        :meth:`losses` (prune_range, am_scale, lm_scale, rnnt_type, context_mask_prob).
         """
         if x.ndim != 3 or x_lens.ndim != 1 or len(y) != x.shape[0] or x_lens.shape[0] != x.shape[0]:
             raise ValueError(
@@ -173,16 +163,7 @@ class Transducer(nn.Module):
                 f"{tuple(x_lens.shape)} and {len(y)} lists"
             )
         encoder_out, encoder_out_lens = self.forward_encoder(x, x_lens)
-        return self.losses(
-            encoder_out,
-            encoder_out_lens,
-            y,
-            prune_range,
-            am_scale,
-            lm_scale,
-            rnnt_type,
-            context_mask_prob,
-        )
+        return self.losses(encoder_out, encoder_out_lens, y, **loss_options)
 
     def mask_context(self, sos_y: Tensor, prob: float) -> Tensor:
         """In training, replace each label of ``sos_y`` (N, U+1) after the start symbol by -1
@@ -194,6 +175,66 @@ class Transducer(nn.Module):
         masked = torch.rand(sos_y.shape, device=sos_y.device) < prob
         masked[:, 0] = False
         return sos_y.masked_fill(masked, -1)
+
+    def _label_side(
+        self, y: list[list[int]], encoder_out_lens: Tensor, context_mask_prob: float
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Padded labels (N, U), prediction-network output for [blank, *labels] (N, U+1, D)
+        with context masking applied, and the loss boundary (N, 4)."""
+        device = encoder_out_lens.device
+        blank = self.decoder.blank_id
+        n = len(y)
+        y_lens = torch.tensor([len(s) for s in y], dtype=torch.int64, device=device)
+        u = int(y_lens.max()) if n else 0
+        y_padded = torch.zeros(n, u, dtype=torch.int64)
+        sos_y = torch.full((n, u + 1), blank, dtype=torch.int64)
+        for i, seq in enumerate(y):
+            if seq:
+                t = torch.as_tensor(seq, dtype=torch.int64)
+                y_padded[i, : len(seq)] = t
+                sos_y[i, 1 : len(seq) + 1] = t
+        sos_y = self.mask_context(sos_y, context_mask_prob)
+        decoder_out = self.decoder(sos_y.to(device))
+        boundary = torch.zeros(n, 4, dtype=torch.int64, device=device)
+        boundary[:, 2] = y_lens
+        boundary[:, 3] = encoder_out_lens
+        return y_padded.to(device), decoder_out, boundary
+
+    def lattice_logits(
+        self,
+        encoder_out: Tensor,
+        encoder_out_lens: Tensor,
+        y: list[list[int]],
+        context_mask_prob: float = 0.0,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Joiner logits on every (frame, label) pair (N, T, U+1, V), with the padded labels
+        and the loss boundary: the whole lattice, so for short utterances only (diagnostics,
+        probes), not for training."""
+        y_padded, decoder_out, boundary = self._label_side(y, encoder_out_lens, context_mask_prob)
+        logits = self.joiner(
+            self.joiner.encoder_proj(encoder_out).unsqueeze(2),
+            self.joiner.decoder_proj(decoder_out).unsqueeze(1),
+            project_input=False,
+        )
+        return logits, y_padded, boundary
+
+    def full_loss(
+        self,
+        encoder_out: Tensor,
+        encoder_out_lens: Tensor,
+        y: list[list[int]],
+        rnnt_type: str = "regular",
+        context_mask_prob: float = 0.0,
+    ) -> Tensor:
+        """The unpruned RNN-T loss over :meth:`lattice_logits`, summed over the batch."""
+        from training.loss import rnnt
+
+        logits, y_padded, boundary = self.lattice_logits(
+            encoder_out, encoder_out_lens, y, context_mask_prob
+        )
+        return rnnt.rnnt_loss(
+            logits.float(), y_padded, self.decoder.blank_id, boundary, rnnt_type=rnnt_type
+        )
 
     def losses(
         self,
@@ -207,28 +248,17 @@ class Transducer(nn.Module):
         context_mask_prob: float = 0.0,
     ) -> tuple[Tensor, Tensor, Tensor | None]:
         """``forward``'s losses from encoder output (N, T, C) already computed (e.g. cached
-        for a frozen encoder)."""
+        for a frozen encoder).
+
+        rnnt_type: "regular" (any number of symbols per frame, icefall's default), "modified"
+        (at most one per frame, as the served one-symbol search decodes) or "constrained" (see
+        ``training.loss.rnnt``). context_mask_prob: see :meth:`mask_context`.
+        """
         from training.loss import rnnt
 
         device = encoder_out.device
         blank = self.decoder.blank_id
-        n = len(y)
-        y_lens = torch.tensor([len(s) for s in y], dtype=torch.int64, device=device)
-        u = int(y_lens.max()) if n else 0
-        y_padded = torch.zeros(n, u, dtype=torch.int64)
-        sos_y = torch.full((n, u + 1), blank, dtype=torch.int64)
-        for i, seq in enumerate(y):
-            if seq:
-                t = torch.as_tensor(seq, dtype=torch.int64)
-                y_padded[i, : len(seq)] = t
-                sos_y[i, 1 : len(seq) + 1] = t
-        sos_y = self.mask_context(sos_y, context_mask_prob)
-        y_padded, sos_y = y_padded.to(device), sos_y.to(device)
-
-        decoder_out = self.decoder(sos_y)
-        boundary = torch.zeros(n, 4, dtype=torch.int64, device=device)
-        boundary[:, 2] = y_lens
-        boundary[:, 3] = encoder_out_lens
+        y_padded, decoder_out, boundary = self._label_side(y, encoder_out_lens, context_mask_prob)
 
         lm = self.simple_lm_proj(decoder_out)
         am = self.simple_am_proj(encoder_out)
@@ -274,7 +304,7 @@ class Transducer(nn.Module):
                 log_probs=log_probs.permute(1, 0, 2),
                 targets=targets,
                 input_lengths=encoder_out_lens.cpu(),
-                target_lengths=y_lens.cpu(),
+                target_lengths=boundary[:, 2].cpu(),
                 blank=blank,
                 reduction="sum",
             )

@@ -223,3 +223,44 @@ def test_signal_stops_after_the_step_with_a_checkpoint(corpus, tmp_path: Path, s
     saved = torch.load(exp / "last.ckpt", map_location="cpu", weights_only=False)
     assert 2 <= saved["global_step"] < 100000
     assert (exp / "averaged.pt").is_file() and (exp / "final.pt").is_file()
+
+
+class _Numbers(torch.utils.data.Dataset):
+    def __getitem__(self, index: int) -> int:
+        return index
+
+
+def _kill_workers_as_they_start(make_loader, rounds: int) -> list[int]:
+    """SIGTERM every worker right after the loader forked it (before its ``worker_init_fn``,
+    the window a process-group kill lands in when an epoch's loader is rebuilt)."""
+    import os
+    import signal
+
+    got = []
+    for _ in range(rounds):
+        it = iter(make_loader())
+        for worker in it._workers:
+            os.kill(worker.pid, signal.SIGTERM)
+        got.extend(it)
+    return got
+
+
+def test_loader_workers_survive_a_stop_signal_while_they_start():
+    """The flaky SIGTERM stop above, made deterministic: a worker killed while starting made
+    the trainer fail with "DataLoader worker exited unexpectedly" instead of stopping."""
+    from training.lightning.datamodule import StopSignalSafeLoader, _ignore_stop_signals
+
+    def loader(cls):
+        return lambda: cls(
+            _Numbers(),
+            sampler=list(range(6)),
+            batch_size=None,
+            num_workers=2,
+            worker_init_fn=_ignore_stop_signals,
+            multiprocessing_context="fork",
+        )
+
+    assert _kill_workers_as_they_start(loader(StopSignalSafeLoader), 8) == list(range(6)) * 8
+    # control: without the blocked mask the same kill takes a worker down
+    with pytest.raises(RuntimeError, match="DataLoader worker"):
+        _kill_workers_as_they_start(loader(torch.utils.data.DataLoader), 8)

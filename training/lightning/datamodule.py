@@ -347,13 +347,16 @@ class TransducerDataModule:
 
     def _loader(self, dataset, sampler) -> torch.utils.data.DataLoader:
         workers = min(self.data.num_workers, 2)
-        return torch.utils.data.DataLoader(
+        if not workers:
+            return torch.utils.data.DataLoader(dataset, sampler=sampler, batch_size=None)
+        return StopSignalSafeLoader(
             dataset,
             sampler=sampler,
             batch_size=None,
             num_workers=workers,
             persistent_workers=False,
-            worker_init_fn=_ignore_stop_signals if workers else None,
+            worker_init_fn=_ignore_stop_signals,
+            multiprocessing_context="fork",  # workers inherit the blocked signal mask
         )
 
     def as_lightning(self):
@@ -378,12 +381,42 @@ class TransducerDataModule:
         return _DataModule()
 
 
+STOP_SIGNALS = ("SIGTERM", "SIGINT")
+
+
 def _ignore_stop_signals(worker_id: int) -> None:
     """DataLoader workers leave SIGTERM/SIGINT to the trainer: a ``kill`` of the whole process
     group (systemd, Kubernetes, Ctrl-C) must not kill them mid-step, or the graceful stop in
-    ``GracefulStop`` fails with "DataLoader worker ... killed by signal". Workers still exit
-    when the trainer shuts them down or dies (their watchdog checks the parent)."""
+    ``GracefulStop`` fails with "DataLoader worker ... exited unexpectedly". Workers still exit
+    when the trainer shuts them down or dies (their watchdog checks the parent).
+
+    The workers start with both signals blocked (``StopSignalSafeLoader``); a signal that
+    arrived since is discarded by ``SIG_IGN`` before they are unblocked."""
     import signal
 
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    stops = {getattr(signal, name) for name in STOP_SIGNALS}
+    for signum in stops:
+        signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
+
+
+class StopSignalSafeLoader(torch.utils.data.DataLoader):
+    """A DataLoader whose workers cannot be killed by a stop signal while they start.
+
+    torch installs a SIGTERM handler in each worker that re-raises the signal (killing the
+    worker) unless the parent sent it, and only later runs ``worker_init_fn``. A process-group
+    ``kill`` that lands in between killed the worker, and the trainer then failed with
+    "DataLoader worker exited unexpectedly" instead of stopping gracefully; the train loader is
+    rebuilt every epoch, so short epochs hit it often. Here the trainer blocks the stop signals
+    while it forks the workers (they inherit the mask, and ``_ignore_stop_signals`` unblocks
+    them); in the trainer a signal that came meanwhile is delivered when it unblocks them."""
+
+    def _get_iterator(self):
+        import signal
+
+        stops = {getattr(signal, name) for name in STOP_SIGNALS}
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+        try:
+            return super()._get_iterator()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)

@@ -29,7 +29,7 @@ import soundfile as sf
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from serving.audio import load_audio, resample  # noqa: E402
+from serving.audio import StreamingResampler, load_audio, resample  # noqa: E402
 from serving.engine.model import find_model_files  # noqa: E402
 from serving.engine.offline import Transcriber  # noqa: E402
 from serving.engine.recognizer import Recognizer  # noqa: E402
@@ -226,6 +226,23 @@ def quantize(folder: Path, out: Path) -> Path:
     return out
 
 
+def resampler_ms_per_audio_s(utts: list[Utterance], piece_s: float | None, repeats: int) -> float:
+    """Milliseconds our streaming resampler (input rate -> 16 kHz) spends per audio second,
+    fed whole utterances (as this bench feeds the engines) or ``piece_s``-second pieces (as a
+    telephone stream arrives); the fastest of ``repeats`` runs."""
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for u in utts:
+            r = StreamingResampler(u.rate, SR)
+            step = len(u.samples) if piece_s is None else max(1, int(piece_s * u.rate))
+            for i in range(0, len(u.samples), step):
+                r.accept(u.samples[i : i + step])
+            r.flush()
+        best = min(best, time.perf_counter() - t0)
+    return best * 1000 / sum(u.duration for u in utts)
+
+
 def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
@@ -299,6 +316,14 @@ def main() -> None:
             "offline_rtf_1thread": off.rtf,
             "offline_sentences": len(off.sentences),
         }
+
+        if args.rate != SR:  # our resampler's share of the streaming time
+            for label, piece in (("whole", None), ("100ms", 0.1)):
+                ms = resampler_ms_per_audio_s(utts, piece, args.repeats)
+                rows[f"resample_ms_per_audio_s_{label}"] = ms
+            rows["resample_share_of_streaming_pct"] = (
+                rows["resample_ms_per_audio_s_whole"] / 1000 / rows["rtf_ours"] * 100
+            )
 
         if not args.no_int8:
             qdir = quantize(args.model, tmp / "int8")

@@ -140,12 +140,14 @@ def test_slices_from_synth_metadata():
         "voice": "Alex",
         "role": "agent",
         "domain": "road",
+        "text": "sentences",
         "speed": "slow",
         "codec": "mulaw",
         "noise": "pink",
         "snr": "10-20dB",
     }
     assert _slices({"channel": {"codec": "alaw", "snr_db": None}})["snr"] == "clean"
+    assert _slices({"domain": "words"})["text"] == "word lists"
 
 
 def test_eval_onnx_folder_agrees_with_torch_streaming(corpus, icefall_fixture: Path):

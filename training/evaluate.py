@@ -112,8 +112,13 @@ class EvalResult:
 # ------------------------------------------------------------------------------ data
 def _slices(custom: dict[str, Any]) -> dict[str, str]:
     """Slice labels from a supervision's ``custom`` (synth/import metadata): voice, role, domain,
-    unseen template, speaking-rate band, and the telephone channel's codec, noise and SNR band."""
+    sentences or word lists, unseen template, speaking-rate band, and the telephone channel's
+    codec, noise and SNR band."""
     out = {k: str(custom[k]) for k in SLICE_KEYS if custom.get(k) is not None}
+    if custom.get("domain") is not None:
+        # synth's random word lists (no sentence context to lean on) against call sentences:
+        # the two score very differently, and the hotline hears sentences
+        out["text"] = "word lists" if custom["domain"] == "words" else "sentences"
     speed = custom.get("speed")
     if isinstance(speed, (int, float)):  # espeak words per minute (default 175)
         out["speed"] = "slow" if speed < 150 else "fast" if speed > 190 else "normal"

@@ -163,3 +163,23 @@ def eval_(
                 [report],
             )
         typer.echo(f"mlflow run {run_id}", err=True)
+
+
+def joiner_from_ctc(
+    model: Annotated[Path, typer.Argument(help="Model file with a CTC head (save_model format).")],
+    out: Annotated[Path, typer.Argument(help="Where to write the rewritten model.")],
+    scale: Annotated[
+        float, typer.Option(help="Factor on the encoder output inside the joiner.")
+    ] = 0.2,
+) -> None:
+    """Rewrite a trained model's joiner from its character CTC head (see
+    training/model/ctc_joiner.py): it then decodes like the head, with the same search and export."""
+    from training.model.ctc_joiner import rewrite_model_file
+
+    if not model.is_file():
+        raise _fail(f"{model} does not exist; give a model file such as exp/averaged.pt")
+    try:
+        rewrite_model_file(model, out, scale)
+    except ValueError as e:
+        raise _fail(str(e)) from None
+    typer.echo(f"wrote {out} (joiner from the CTC head of {model}, scale {scale})")

@@ -63,3 +63,31 @@ def test_models_without_a_ctc_head_or_a_small_joiner_are_explained():
         joiner_from_ctc(_model(joiner_dim=64))
     with pytest.raises(ValueError, match="scale must be > 0"):
         joiner_from_ctc(_model(), 0.0)
+
+
+def test_cli_rewrites_a_model_file_and_records_where_it_came_from(tmp_path):
+    from typer.testing import CliRunner
+
+    from hotline_asr.cli import app
+    from training.model.checkpoint import load_model, save_model
+
+    model = _model()
+    src, dst = tmp_path / "averaged.pt", tmp_path / "served.pt"
+    save_model(src, model, [f"t{i}" for i in range(40)], extra={"averaged": ["step-2.ckpt"]})
+    result = CliRunner().invoke(app, ["joiner-from-ctc", str(src), str(dst), "--scale", "0.1"])
+    assert result.exit_code == 0, result.output
+    rewritten, _, tokens = load_model(dst)
+    joiner_from_ctc(model, 0.1)
+    for name, value in model.state_dict().items():
+        assert torch.equal(rewritten.state_dict()[name], value), name
+    assert tokens == [f"t{i}" for i in range(40)]
+    extra = torch.load(dst, weights_only=True)["extra"]
+    assert extra == {
+        "averaged": ["step-2.ckpt"],
+        "joiner_from_ctc": {"source": str(src), "scale": 0.1},
+    }
+    # a model without a CTC head: a clear error, no file written
+    save_model(src, _model(use_ctc=False), None)
+    bad = CliRunner().invoke(app, ["joiner-from-ctc", str(src), str(tmp_path / "x.pt")])
+    assert bad.exit_code == 1 and "use_ctc=true" in bad.output
+    assert not (tmp_path / "x.pt").exists()

@@ -19,6 +19,8 @@ The architecture is unchanged (icefall's joiner), so exports and sherpa-onnx are
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -66,3 +68,21 @@ def joiner_from_ctc(model: nn.Module, scale: float = 0.2) -> None:
         joiner.output_linear.bias.copy_(head.bias)
         model.simple_am_proj.weight.copy_(head.weight)
         model.simple_am_proj.bias.copy_(head.bias)
+
+
+def rewrite_model_file(src: str | Path, dst: str | Path, scale: float = 0.2) -> Path:
+    """Apply :func:`joiner_from_ctc` to a model file (``save_model`` format) and write the
+    result to ``dst``, noting the source and the scale in its ``extra``.
+
+    Use it after training when the trained joiner decodes worse than the CTC head it was
+    started from (the prediction network's text prior pulled it away): the rewritten model
+    decodes like the head, through the same transducer search and the same ONNX export."""
+    from .checkpoint import load_model, save_model
+
+    src, dst = Path(src), Path(dst)
+    model, _, tokens = load_model(src)
+    joiner_from_ctc(model, scale)
+    extra = torch.load(src, map_location="cpu", weights_only=True).get("extra") or {}
+    extra = {**extra, "joiner_from_ctc": {"source": str(src), "scale": float(scale)}}
+    save_model(dst, model, tokens, extra=extra)
+    return dst

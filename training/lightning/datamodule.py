@@ -9,6 +9,7 @@ SpecAugment (lhotse's) applies to both paths during training.
 from __future__ import annotations
 
 import math
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -381,7 +382,7 @@ class TransducerDataModule:
         return _DataModule()
 
 
-STOP_SIGNALS = ("SIGTERM", "SIGINT")
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
 def _ignore_stop_signals(worker_id: int) -> None:
@@ -392,12 +393,9 @@ def _ignore_stop_signals(worker_id: int) -> None:
 
     The workers start with both signals blocked (``StopSignalSafeLoader``); a signal that
     arrived since is discarded by ``SIG_IGN`` before they are unblocked."""
-    import signal
-
-    stops = {getattr(signal, name) for name in STOP_SIGNALS}
-    for signum in stops:
+    for signum in STOP_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
 class StopSignalSafeLoader(torch.utils.data.DataLoader):
@@ -412,10 +410,7 @@ class StopSignalSafeLoader(torch.utils.data.DataLoader):
     them); in the trainer a signal that came meanwhile is delivered when it unblocks them."""
 
     def _get_iterator(self):
-        import signal
-
-        stops = {getattr(signal, name) for name in STOP_SIGNALS}
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         try:
             return super()._get_iterator()
         finally:

@@ -100,6 +100,13 @@ def eval_(
     int8: Annotated[
         bool, typer.Option("--int8", help="ONNX folder: decode with its *.int8.onnx files.")
     ] = False,
+    pinyin: Annotated[
+        bool,
+        typer.Option(
+            "--pinyin",
+            help="Also score pinyin syllables with and without tone: sounds, tones, homophones.",
+        ),
+    ] = False,
     output: Annotated[Path | None, typer.Option(help="Also write the JSON report here.")] = None,
     mlflow: Annotated[
         bool, typer.Option("--mlflow", help="Log the evaluation as an MLflow run.")
@@ -125,6 +132,7 @@ def eval_(
         hotword_score=hotword_score,
         max_utts=max_utts,
         int8=int8,
+        pinyin=pinyin,
     )
     try:
         result = evaluate(model, data, opts, hyper_params=hyper_params)

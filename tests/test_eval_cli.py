@@ -43,6 +43,21 @@ def test_eval_kaldi_dir_json(corpus, icefall_fixture: Path):
     assert o["cer"] == pytest.approx(o["errors"] / o["ref_chars"], abs=1e-6)
     assert sum(v["utts"] for v in report["slices"]["domain"].values()) == 3
     assert report["options"]["chunk_size"] == 16 and report["audio_seconds"] > 1
+    assert "pinyin" not in report
+
+
+def test_eval_pinyin_scores_syllables_per_slice(corpus, icefall_fixture: Path):
+    model = str(icefall_fixture / "epoch-99.pt")
+    code, out = _eval("--model", model, "--data", str(corpus.kaldi_dev), "--json", "--pinyin")
+    assert code == 0, out
+    report = json.loads(out)
+    py = report["pinyin"]
+    assert py["overall"]["toned"]["utts"] == 3
+    # a toneless syllable error is also an error with tone
+    assert py["overall"]["toneless"]["errors"] <= py["overall"]["toned"]["errors"]
+    assert sum(v["toned"]["utts"] for v in py["slices"]["domain"].values()) == 3
+    code, out = _eval("--model", model, "--data", str(corpus.kaldi_dev), "--pinyin")
+    assert code == 0 and "pinyin syllable errors" in out and "syl+tone" in out
 
 
 def test_eval_streaming_and_cuts_manifest(corpus, icefall_fixture: Path):

@@ -14,6 +14,7 @@ from training.scoring import (
     align,
     format_alignment,
     hotword_recall,
+    pinyin_units,
     score,
 )
 
@@ -93,6 +94,43 @@ def test_score_normalizes_and_slices() -> None:
 def test_score_without_normalization() -> None:
     report = score([ScoredUtt("a", "2000元", "两千元")], normalize_text=False)
     assert report.overall.ref_chars == 5 and report.overall.errors == 4
+
+
+def test_pinyin_units_keep_tones_and_other_characters() -> None:
+    assert pinyin_units("我要投诉12") == ["wo3", "yao4", "tou2", "su4", "1", "2"]
+    assert pinyin_units("我要投诉", tones=False) == ["wo", "yao", "tou", "su"]
+
+
+def test_score_pinyin_splits_sound_tone_and_homophone_errors() -> None:
+    utts = [
+        # 诉→速: same syllable and tone (a homophone): a character error only
+        ScoredUtt("homophone", "我要投诉", "我要投速", {"text": "sentences"}),
+        # 诉→苏: same syllable, tone 4→1: a tone error
+        ScoredUtt("tone", "我要投诉", "我要投苏", {"text": "sentences"}),
+        # a deleted character: a sound error, with or without tone
+        ScoredUtt("sound", "物业电话", "物业电", {"text": "word lists"}),
+    ]
+    report = score(utts, pinyin=True)
+    assert report.overall.errors == 3
+    assert report.pinyin is not None and report.pinyin_slices is not None
+    assert report.pinyin.toned.errors == 2  # the tone error and the deletion
+    assert report.pinyin.toneless.errors == 1  # only the deletion
+    assert report.pinyin.toned.ref_chars == 12
+    lists = report.pinyin_slices["text"]["word lists"]
+    assert (lists.toned.del_, lists.toneless.del_) == (1, 1)
+    assert report.pinyin_slices["text"]["sentences"].toned.sub == 1
+    data = json.loads(report.to_json())
+    assert data["pinyin"]["overall"]["toneless"]["errors"] == 1
+    assert (
+        data["worst"][0]["id"] == "homophone" and data["worst"][0]["pinyin"]["toned"]["errors"] == 0
+    )
+    table = report.format_table()
+    assert "pinyin syllable errors 16.67% with tone, 8.33% without" in table
+    assert "syl+tone" in table
+    # without the option nothing changes
+    plain = score(utts)
+    assert plain.pinyin is None and "pinyin" not in json.loads(plain.to_json())
+    assert "syl+tone" not in plain.format_table()
 
 
 def test_hotword_recall() -> None:

@@ -44,6 +44,7 @@ class EvalOptions:
     max_utts: int | None = None
     num_threads: int = 1
     int8: bool = False  # ONNX folders: decode with the *.int8.onnx files
+    pinyin: bool = False  # also score pinyin syllables, with and without tone
 
 
 @dataclass
@@ -381,7 +382,7 @@ def evaluate(
     seconds = time.perf_counter() - t0  # features + encoder + search, not model loading
     audio_seconds = sum(_duration(it) for it in items)
     pairs = [ScoredUtt(it.id, it.text, h, it.slices) for it, h in zip(items, hyps, strict=True)]
-    report = score(pairs)
+    report = score(pairs, pinyin=opts.pinyin)
     recall = hotword_recall(pairs, opts.hotwords) if opts.hotwords else None
     return EvalResult(
         model=str(model_path),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,7 @@ __all__ = [
     "align",
     "format_alignment",
     "hotword_recall",
+    "pinyin_units",
     "score",
 ]
 
@@ -41,8 +42,9 @@ class AlignOp:
     hyp: str
 
 
-def align(ref: str, hyp: str) -> list[AlignOp]:
-    """Minimum-edit-distance alignment of two strings, character by character (unit costs).
+def align(ref: str | Sequence[str], hyp: str | Sequence[str]) -> list[AlignOp]:
+    """Minimum-edit-distance alignment of two strings, character by character (unit costs), or
+    of two sequences of units such as pinyin syllables.
     Among equal-cost alignments, substitutions come first and insertions/deletions last
     (``align("我要投诉", "我要投树啊")``: 诉→树, then +啊)."""
     n, m = len(ref), len(hyp)
@@ -148,6 +150,40 @@ class ErrorCounts:
 
 
 @dataclass
+class PinyinCounts:
+    """Errors counted over pinyin syllables: ``toned`` (``zhong1`` vs ``zhong4`` is an error)
+    and ``toneless`` (only the syllable counts). Characters read the same way are not errors
+    here, so the three rates split an utterance's errors into sounds, tones and homophones."""
+
+    toned: ErrorCounts = field(default_factory=ErrorCounts)
+    toneless: ErrorCounts = field(default_factory=ErrorCounts)
+
+    def __add__(self, other: PinyinCounts) -> PinyinCounts:
+        return PinyinCounts(self.toned + other.toned, self.toneless + other.toneless)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"toned": self.toned.to_dict(), "toneless": self.toneless.to_dict()}
+
+
+def pinyin_units(text: str, tones: bool = True) -> list[str]:
+    """Pinyin syllables of ``text`` (``zhong1``, neutral tone ``5``; pypinyin picks polyphone
+    readings from the words around them); any other character stays a unit of its own."""
+    from pypinyin import Style, pinyin
+
+    style = Style.TONE3 if tones else Style.NORMAL
+    out: list[str] = []
+    for (unit,) in pinyin(text, style=style, neutral_tone_with_five=True, errors=list):
+        out.append(unit)
+    return out
+
+
+def _pinyin_counts(ref: str, hyp: str) -> PinyinCounts:
+    toned = ErrorCounts.from_ops(align(pinyin_units(ref), pinyin_units(hyp)))
+    toneless = ErrorCounts.from_ops(align(pinyin_units(ref, False), pinyin_units(hyp, False)))
+    return PinyinCounts(toned, toneless)
+
+
+@dataclass
 class ScoredUtt:
     """One utterance to score: id, reference, hypothesis and slice labels such as
     ``{"voice": "f01", "channel": "phone", "has_hotword": "yes"}``."""
@@ -168,9 +204,11 @@ class UttResult:
     counts: ErrorCounts
     ops: list[AlignOp]
     slices: dict[str, str] = field(default_factory=dict)
+    # with ``score(..., pinyin=True)``: errors over pinyin syllables, with and without tone
+    pinyin: PinyinCounts | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "id": self.id,
             "ref": self.ref,
             "hyp": self.hyp,
@@ -178,6 +216,9 @@ class UttResult:
             **self.counts.to_dict(),
             "slices": dict(self.slices),
         }
+        if self.pinyin is not None:
+            out["pinyin"] = self.pinyin.to_dict()
+        return out
 
 
 @dataclass
@@ -185,13 +226,16 @@ class ScoreReport:
     overall: ErrorCounts
     slices: dict[str, dict[str, ErrorCounts]]
     worst: list[UttResult]
+    # with ``score(..., pinyin=True)``: the same totals counted over pinyin syllables
+    pinyin: PinyinCounts | None = None
+    pinyin_slices: dict[str, dict[str, PinyinCounts]] | None = None
 
     @property
     def cer(self) -> float:
         return self.overall.cer
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "overall": self.overall.to_dict(),
             "slices": {
                 name: {value: c.to_dict() for value, c in table.items()}
@@ -199,30 +243,50 @@ class ScoreReport:
             },
             "worst": [u.to_dict() for u in self.worst],
         }
+        if self.pinyin is not None:
+            out["pinyin"] = {
+                "overall": self.pinyin.to_dict(),
+                "slices": {
+                    name: {value: c.to_dict() for value, c in table.items()}
+                    for name, table in (self.pinyin_slices or {}).items()
+                },
+            }
+        return out
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False, indent=indent)
 
     def format_table(self) -> str:
         """A plain-text summary for the terminal: overall CER, one table per slice, the worst
-        utterances with their alignments."""
+        utterances with their alignments. With pinyin counts, the syllable error rates with
+        tone (``syl+tone``) and without (``syl``) follow the CER."""
         o = self.overall
         lines = [
             f"CER {100 * o.cer:.2f}%  ({o.utts} utts, {o.ref_chars} ref chars: "
             f"{o.sub} sub, {o.del_} del, {o.ins} ins)"
         ]
+        if self.pinyin is not None:
+            lines.append(
+                f"pinyin syllable errors {100 * self.pinyin.toned.cer:.2f}% with tone, "
+                f"{100 * self.pinyin.toneless.cer:.2f}% without"
+            )
         for name, table in self.slices.items():
+            py_table = (self.pinyin_slices or {}).get(name)
             width = max([_width(name), *(_width(v) for v in table)])
             lines.append("")
             lines.append(
                 f"{_ljust(name, width)}  {'utts':>5}  {'chars':>6}  {'sub':>5}  {'del':>5}  "
-                f"{'ins':>5}  {'CER':>7}"
+                f"{'ins':>5}  {'CER':>7}" + (f"  {'syl+tone':>8}  {'syl':>7}" if py_table else "")
             )
             for value, c in table.items():
-                lines.append(
+                row = (
                     f"{_ljust(value, width)}  {c.utts:>5}  {c.ref_chars:>6}  {c.sub:>5}  {c.del_:>5}  "
                     f"{c.ins:>5}  {100 * c.cer:>6.2f}%"
                 )
+                if py_table:
+                    p = py_table[value]
+                    row += f"  {100 * p.toned.cer:>7.2f}%  {100 * p.toneless.cer:>6.2f}%"
+                lines.append(row)
         if self.worst:
             lines.append("")
             lines.append("worst utterances")
@@ -242,35 +306,55 @@ def _ljust(s: str, width: int) -> str:
     return s + " " * max(0, width - _width(s))
 
 
-def _score_one(utt: ScoredUtt, normalize_text: bool) -> UttResult:
+def _score_one(utt: ScoredUtt, normalize_text: bool, pinyin: bool) -> UttResult:
     ref = normalize(utt.ref) if normalize_text else utt.ref
     hyp = normalize(utt.hyp) if normalize_text else utt.hyp
     ops = align(ref, hyp)
-    return UttResult(utt.id, ref, hyp, ErrorCounts.from_ops(ops), ops, dict(utt.slices))
+    py = _pinyin_counts(ref, hyp) if pinyin else None
+    return UttResult(utt.id, ref, hyp, ErrorCounts.from_ops(ops), ops, dict(utt.slices), py)
+
+
+def _add_to_slices(tables: dict[str, dict[str, Any]], labels: dict[str, str], counts: Any) -> None:
+    for name, value in labels.items():
+        table = tables.setdefault(name, {})
+        key = str(value)
+        table[key] = table[key] + counts if key in table else counts
+
+
+def _sorted_tables(tables: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {name: dict(sorted(t.items())) for name, t in sorted(tables.items())}
 
 
 def score(
-    pairs: Iterable[ScoredUtt], worst_n: int = 10, normalize_text: bool = True
+    pairs: Iterable[ScoredUtt], worst_n: int = 10, normalize_text: bool = True, pinyin: bool = False
 ) -> ScoreReport:
     """Score utterances: overall counts, per-slice tables (``{slice: {value: ErrorCounts}}``,
-    values sorted) and the ``worst_n`` utterances with most errors (ties: higher CER, then id)."""
+    values sorted) and the ``worst_n`` utterances with most errors (ties: higher CER, then id).
+    ``pinyin=True`` also counts errors over pinyin syllables, with and without tone."""
     overall = ErrorCounts()
     slices: dict[str, dict[str, ErrorCounts]] = {}
+    py_overall = PinyinCounts() if pinyin else None
+    py_slices: dict[str, dict[str, PinyinCounts]] = {}
     results: list[UttResult] = []
     for utt in pairs:
-        r = _score_one(utt, normalize_text)
+        r = _score_one(utt, normalize_text, pinyin)
         results.append(r)
         overall = overall + r.counts
-        for name, value in r.slices.items():
-            table = slices.setdefault(name, {})
-            key = str(value)
-            table[key] = table.get(key, ErrorCounts()) + r.counts
-    slices = {name: dict(sorted(t.items())) for name, t in sorted(slices.items())}
+        _add_to_slices(slices, r.slices, r.counts)
+        if r.pinyin is not None:
+            py_overall = py_overall + r.pinyin
+            _add_to_slices(py_slices, r.slices, r.pinyin)
     worst = sorted(
         (r for r in results if r.counts.errors),
         key=lambda r: (-r.counts.errors, -r.counts.cer, r.id),
     )[:worst_n]
-    return ScoreReport(overall, slices, worst)
+    return ScoreReport(
+        overall,
+        _sorted_tables(slices),
+        worst,
+        py_overall,
+        _sorted_tables(py_slices) if pinyin else None,
+    )
 
 
 def _found_in_alignment(ops: list[AlignOp], ref_start: int, length: int) -> bool:

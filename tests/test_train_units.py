@@ -167,6 +167,40 @@ def test_mixing_weights_take_share_of_second_corpus(corpus):
     assert len(ids) == 10 and len(set(ids)) == 10
 
 
+def test_mixed_in_share_is_drawn_anew_each_epoch_and_the_same_on_a_rerun(corpus):
+    from training.lightning.datamodule import (
+        AugmentSection,
+        DataOptions,
+        TransducerDataModule,
+        load_cuts,
+    )
+
+    def module():
+        return TransducerDataModule(
+            DataOptions(
+                train_cuts=[str(corpus.dev_cuts), str(corpus.train_cuts)], train_weights=[0.5, 0.5]
+            ),
+            AugmentSection(),
+            lambda t: [],
+        )
+
+    dm = module()
+    base = {c.id for c in load_cuts([corpus.train_cuts])}
+    draws = [{c.id for c in dm.train_cuts_for_epoch(e) if c.id in base} for e in range(6)]
+    assert all(len(d) == 3 for d in draws)  # 3 dev cuts whole, 3 of the 6 train cuts
+    assert len(set(map(frozenset, draws))) > 1  # the base share changes between epochs
+    assert set().union(*draws) != draws[0]
+    # a rerun (a resume, another rank) draws the same cuts for the same epoch
+    again = module()
+    assert [
+        {c.id for c in again.train_cuts_for_epoch(e) if c.id in base} for e in range(6)
+    ] == draws
+    # the loader of an epoch reads that epoch's cuts
+    loader = dm.train_dataloader(epoch=3)
+    seen = {c.id for batch in loader.sampler for c in batch}
+    assert {i for i in seen if i in base} == draws[3]
+
+
 def test_map_vocabulary_copies_rows_by_token_string():
     from training.model.config import preset
     from training.model.transducer import Transducer

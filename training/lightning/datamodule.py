@@ -244,14 +244,22 @@ class TransducerDataModule:
         self.text_to_ids = text_to_ids
         self.pinyin_to_ids = pinyin_to_ids
         self.root = root
-        self._train = None
+        self._train = None  # (epoch, CutSet)
+        self._train_sets = None  # the loaded train manifests
         self._dev = None
 
     @property
     def train_cuts(self):
-        if self._train is None:
-            self._train = self._load_train()
-        return self._train
+        """The train cuts of epoch 0 (see :meth:`train_cuts_for_epoch`)."""
+        return self.train_cuts_for_epoch(0)
+
+    def train_cuts_for_epoch(self, epoch: int):
+        """The cuts one epoch trains on. With several manifests, the first is used whole and a
+        fresh share of each other one is drawn every epoch (the same draw on every rank and on
+        a resume), so a fine-tune's base share keeps bringing base cuts it has not seen."""
+        if self._train is None or self._train[0] != epoch:
+            self._train = (epoch, self._load_train(epoch))
+        return self._train[1]
 
     @property
     def dev_cuts(self):
@@ -260,10 +268,14 @@ class TransducerDataModule:
             self._dev = cuts.subset(first=min(len(cuts), self.data.dev_max_cuts)).to_eager()
         return self._dev
 
-    def _load_train(self):
+    def _load_train(self, epoch: int):
         from lhotse import CutSet
 
-        sets = [load_cuts([p], self.root, self.data.max_cut_duration) for p in self.data.train_cuts]
+        if self._train_sets is None:
+            self._train_sets = [
+                load_cuts([p], self.root, self.data.max_cut_duration) for p in self.data.train_cuts
+            ]
+        sets = self._train_sets
         if len(sets) == 1:
             return sets[0]
         weights = self.data.train_weights or [1.0] * len(sets)
@@ -272,9 +284,9 @@ class TransducerDataModule:
                 f"data.train_weights has {len(weights)} entries for {len(sets)} train manifests"
             )
         # The first manifest keeps its size; every other one is subsampled (or repeated) to its
-        # weight relative to the first, e.g. [0.7, 0.3] adds 3/7 as many base cuts. Eager, so the
-        # curriculum sort and the bucketing see one finite CutSet.
-        rng = np.random.default_rng(self.data.seed)
+        # weight relative to the first, e.g. [0.7, 0.3] adds 3/7 as many base cuts, drawn anew
+        # for each epoch. Eager, so the curriculum sort and the bucketing see one finite CutSet.
+        rng = np.random.default_rng([self.data.seed, epoch])
         parts = list(sets[0])
         for s, w in zip(sets[1:], weights[1:], strict=True):
             n = max(1, round(len(sets[0]) * w / weights[0]))
@@ -311,9 +323,10 @@ class TransducerDataModule:
         from lhotse.dataset import DynamicBucketingSampler, SimpleCutSampler
 
         world, rank = self._rank()
+        cuts = self.train_cuts_for_epoch(epoch)
         if epoch < self.data.sort_by_duration_epochs:
             sampler = SimpleCutSampler(
-                self.train_cuts.sort_by_duration(ascending=True),
+                cuts.sort_by_duration(ascending=True),
                 max_duration=self.data.max_duration,
                 shuffle=False,
                 world_size=world,
@@ -323,9 +336,9 @@ class TransducerDataModule:
             )
         else:
             sampler = DynamicBucketingSampler(
-                self.train_cuts,
+                cuts,
                 max_duration=self.data.max_duration,
-                num_buckets=max(1, min(self.data.num_buckets, len(self.train_cuts))),
+                num_buckets=max(1, min(self.data.num_buckets, len(cuts))),
                 shuffle=self.data.shuffle,
                 world_size=world,
                 rank=rank,

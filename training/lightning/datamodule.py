@@ -40,7 +40,8 @@ class DataOptions:
 
     train_cuts: list[str] = field(default_factory=list)
     dev_cuts: list[str] = field(default_factory=list)
-    # Mixing weights for several train manifests (e.g. [0.7, 0.3]); equal when empty.
+    # Mixing weights for several train manifests (e.g. [0.7, 0.3]); equal when empty. The first
+    # is used whole; the others' shares are drawn anew each epoch.
     train_weights: list[float] = field(default_factory=list)
     max_duration: float = 60.0  # seconds of audio per batch
     num_buckets: int = 10

@@ -166,15 +166,13 @@ class PinyinCounts:
 
 
 def pinyin_units(text: str, tones: bool = True) -> list[str]:
-    """Pinyin syllables of ``text`` (``zhong1``, neutral tone ``5``; pypinyin picks polyphone
-    readings from the words around them); any other character stays a unit of its own."""
+    """Pinyin syllables of ``text`` (``zhong1``, neutral tone ``5``); any other character stays
+    a unit of its own. pypinyin picks a polyphone's reading from the words around it, so a
+    correct character next to a wrong one can, rarely, count as a syllable error too."""
     from pypinyin import Style, pinyin
 
     style = Style.TONE3 if tones else Style.NORMAL
-    out: list[str] = []
-    for (unit,) in pinyin(text, style=style, neutral_tone_with_five=True, errors=list):
-        out.append(unit)
-    return out
+    return [u for (u,) in pinyin(text, style=style, neutral_tone_with_five=True, errors=list)]
 
 
 def _pinyin_counts(ref: str, hyp: str) -> PinyinCounts:

@@ -11,6 +11,7 @@ spacing and the way numbers were written do not count as errors.
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -165,19 +166,29 @@ class PinyinCounts:
         return {"toned": self.toned.to_dict(), "toneless": self.toneless.to_dict()}
 
 
+_TONE = re.compile(r"(?<=[a-zü])[1-5]$")  # the tone digit of a TONE3 syllable
+
+
 def pinyin_units(text: str, tones: bool = True) -> list[str]:
     """Pinyin syllables of ``text`` (``zhong1``, neutral tone ``5``); any other character stays
     a unit of its own. pypinyin picks a polyphone's reading from the words around it, so a
     correct character next to a wrong one can, rarely, count as a syllable error too."""
     from pypinyin import Style, pinyin
 
-    style = Style.TONE3 if tones else Style.NORMAL
-    return [u for (u,) in pinyin(text, style=style, neutral_tone_with_five=True, errors=list)]
+    units = [
+        u for (u,) in pinyin(text, style=Style.TONE3, neutral_tone_with_five=True, errors=list)
+    ]
+    return units if tones else _without_tones(units)
+
+
+def _without_tones(units: list[str]) -> list[str]:
+    return [_TONE.sub("", u) for u in units]
 
 
 def _pinyin_counts(ref: str, hyp: str) -> PinyinCounts:
-    toned = ErrorCounts.from_ops(align(pinyin_units(ref), pinyin_units(hyp)))
-    toneless = ErrorCounts.from_ops(align(pinyin_units(ref, False), pinyin_units(hyp, False)))
+    r, h = pinyin_units(ref), pinyin_units(hyp)  # one pypinyin pass per text
+    toned = ErrorCounts.from_ops(align(r, h))
+    toneless = ErrorCounts.from_ops(align(_without_tones(r), _without_tones(h)))
     return PinyinCounts(toned, toneless)
 
 
@@ -235,19 +246,13 @@ class ScoreReport:
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "overall": self.overall.to_dict(),
-            "slices": {
-                name: {value: c.to_dict() for value, c in table.items()}
-                for name, table in self.slices.items()
-            },
+            "slices": _tables_to_dict(self.slices),
             "worst": [u.to_dict() for u in self.worst],
         }
         if self.pinyin is not None:
             out["pinyin"] = {
                 "overall": self.pinyin.to_dict(),
-                "slices": {
-                    name: {value: c.to_dict() for value, c in table.items()}
-                    for name, table in (self.pinyin_slices or {}).items()
-                },
+                "slices": _tables_to_dict(self.pinyin_slices or {}),
             }
         return out
 
@@ -317,6 +322,10 @@ def _add_to_slices(tables: dict[str, dict[str, Any]], labels: dict[str, str], co
         table = tables.setdefault(name, {})
         key = str(value)
         table[key] = table[key] + counts if key in table else counts
+
+
+def _tables_to_dict(tables: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {name: {value: c.to_dict() for value, c in t.items()} for name, t in tables.items()}
 
 
 def _sorted_tables(tables: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:

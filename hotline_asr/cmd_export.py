@@ -21,7 +21,7 @@ def export(
     ] = 16,
     left_context: Annotated[
         int, typer.Option(help="Left context in 50 Hz frames, e.g. 64, 128, 256.")
-    ] = 64,
+    ] = 128,
     int8: Annotated[
         bool, typer.Option("--int8/--no-int8", help="Also write dynamically quantized *.int8.onnx.")
     ] = True,

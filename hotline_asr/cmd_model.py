@@ -85,7 +85,7 @@ def eval_(
         int, typer.Option(help="Greedy: symbols one encoder frame may emit (torch models).")
     ] = 1,
     chunk_size: Annotated[int, typer.Option(help="Chunk size, 50 Hz frames.")] = 16,
-    left_context: Annotated[int, typer.Option(help="Left context, 50 Hz frames.")] = 64,
+    left_context: Annotated[int, typer.Option(help="Left context, 50 Hz frames.")] = 128,
     streaming: Annotated[
         bool, typer.Option("--streaming", help="Run the chunk-by-chunk streaming encoder.")
     ] = False,

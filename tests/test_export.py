@@ -20,7 +20,9 @@ ICEFALL = {k: f"{k}-chunk-16-left-64.onnx" for k in ("encoder", "decoder", "join
 def exported(icefall_fixture, tmp_path_factory):
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("export")
-    result = export_checkpoint(icefall_fixture / "epoch-99.pt", out, ExportOptions())
+    # icefall's reference files are chunk 16, left context 64 (our served default is 128)
+    options = ExportOptions(chunk_size=16, left_context=64)
+    result = export_checkpoint(icefall_fixture / "epoch-99.pt", out, options)
     print(f"export of epoch-99.pt took {result.seconds:.1f} s")
     return result
 

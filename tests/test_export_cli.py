@@ -12,7 +12,7 @@ def test_cli_exports_and_checks_fixture(icefall_fixture, tmp_path):
     args = ["export", str(icefall_fixture / "epoch-99.pt"), str(out), "--no-int8"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "T=45" in result.output and "left_context_len=64,32,16,8,16,32" in result.output
+    assert "T=45" in result.output and "left_context_len=128,64,32,16,32,64" in result.output
     assert "greedy transcripts agree (fp32)" in result.output
     assert result.output.rstrip().endswith("yes")
     assert sorted(p.name for p in out.iterdir()) == [

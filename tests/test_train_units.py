@@ -45,6 +45,14 @@ def test_recipes_parse_and_overrides_apply():
     assert ft.init.checkpoint == "models/default/model.pt"
     # the fine-tune trains as the baseline's stage 2 did (RESULTS.md)
     assert (ft.loss.rnnt_type, ft.loss.context_mask_prob) == ("modified", 0.1)
+    # validation decodes with the first chunk size and left context: the served ones
+    from training.evaluate import EvalOptions
+    from training.export import ExportOptions
+
+    served = (ExportOptions().chunk_size, ExportOptions().left_context)
+    assert (EvalOptions().chunk_size, EvalOptions().left_context) == served
+    for recipe in (cfg, ft):
+        assert (recipe.model.chunk_size[0], recipe.model.left_context_frames[0]) == served
     stage2 = load_recipe(
         root / "recipes" / "zipformer_synth",
         ["init.joiner_from_ctc=0.2", "loss.context_mask_prob=0.1", "loss.rnnt_type=modified"],

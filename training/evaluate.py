@@ -36,7 +36,7 @@ class EvalOptions:
     # model that learned to emit bursts of tokens on one frame needs more)
     max_sym_per_frame: int = 1
     chunk_size: int = 16  # 50 Hz frames
-    left_context: int = 64
+    left_context: int = 128  # the served setting (training.export.ExportOptions)
     streaming: bool = False
     hotwords: list[str] = field(default_factory=list)
     hotword_score: float = 1.5

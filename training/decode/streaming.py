@@ -59,7 +59,7 @@ class StreamingDecoder:
         self,
         model: nn.Module,
         chunk_size: int = 16,
-        left_context_frames: int = 64,
+        left_context_frames: int = 128,
         method: str = "greedy",
         beam: int = 4,
         context_graph: ContextGraph | None = None,

@@ -26,7 +26,9 @@ class ModelSection:
     overrides: dict[str, Any] = field(default_factory=dict)  # ZipformerConfig fields
     # Streaming training: one chunk size / left context is drawn per batch (-1 = full context).
     chunk_size: list[int] = field(default_factory=lambda: [16, 32, 64, -1])
-    left_context_frames: list[int] = field(default_factory=lambda: [64, 128, 256])
+    # The first chunk size / left context is what eval mode (validation) decodes with: the
+    # served setting (training.export.ExportOptions).
+    left_context_frames: list[int] = field(default_factory=lambda: [128, 64, 256])
 
 
 @dataclass

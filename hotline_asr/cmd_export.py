@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from training.served import SERVED_CHUNK_SIZE, SERVED_LEFT_CONTEXT
+
 
 def export(
     model: Annotated[
@@ -18,10 +20,10 @@ def export(
     out_dir: Annotated[Path, typer.Argument(help="Folder for encoder/decoder/joiner .onnx.")],
     chunk_size: Annotated[
         int, typer.Option(help="Chunk in 50 Hz frames (after encoder_embed), e.g. 16, 32, 64.")
-    ] = 16,
+    ] = SERVED_CHUNK_SIZE,
     left_context: Annotated[
         int, typer.Option(help="Left context in 50 Hz frames, e.g. 64, 128, 256.")
-    ] = 128,
+    ] = SERVED_LEFT_CONTEXT,
     int8: Annotated[
         bool, typer.Option("--int8/--no-int8", help="Also write dynamically quantized *.int8.onnx.")
     ] = True,

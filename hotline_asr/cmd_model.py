@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from training.served import SERVED_CHUNK_SIZE, SERVED_LEFT_CONTEXT
+
 
 def _fail(message: str) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
@@ -84,8 +86,10 @@ def eval_(
     max_sym_per_frame: Annotated[
         int, typer.Option(help="Greedy: symbols one encoder frame may emit (torch models).")
     ] = 1,
-    chunk_size: Annotated[int, typer.Option(help="Chunk size, 50 Hz frames.")] = 16,
-    left_context: Annotated[int, typer.Option(help="Left context, 50 Hz frames.")] = 128,
+    chunk_size: Annotated[int, typer.Option(help="Chunk size, 50 Hz frames.")] = SERVED_CHUNK_SIZE,
+    left_context: Annotated[
+        int, typer.Option(help="Left context, 50 Hz frames.")
+    ] = SERVED_LEFT_CONTEXT,
     streaming: Annotated[
         bool, typer.Option("--streaming", help="Run the chunk-by-chunk streaming encoder.")
     ] = False,

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from training.served import SERVED_CHUNK_SIZE, SERVED_LEFT_CONTEXT
+
 LOG_EPS = math.log(1e-10)
 TAIL_PAD_FRAMES = 30  # LOG_EPS frames appended for causal models (icefall decode.py)
 SLICE_KEYS = ("voice", "role", "domain", "unseen_template")
@@ -35,8 +37,8 @@ class EvalOptions:
     # greedy: symbols one encoder frame may emit (icefall and sherpa-onnx decode with 1; a
     # model that learned to emit bursts of tokens on one frame needs more)
     max_sym_per_frame: int = 1
-    chunk_size: int = 16  # 50 Hz frames
-    left_context: int = 128  # the served setting (training.export.ExportOptions)
+    chunk_size: int = SERVED_CHUNK_SIZE  # 50 Hz frames
+    left_context: int = SERVED_LEFT_CONTEXT
     streaming: bool = False
     hotwords: list[str] = field(default_factory=list)
     hotword_score: float = 1.5

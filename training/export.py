@@ -17,6 +17,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from training.served import SERVED_CHUNK_SIZE, SERVED_LEFT_CONTEXT
+
 # How icefall names the six cached tensors of each encoder layer, in order.
 LAYER_STATE_KINDS = ("key", "nonlin_attn", "val1", "val2", "conv1", "conv2")
 # Frames the front end consumes beyond 2 * chunk: 7 for the convs, 2 * 3 for ConvNeXt look-ahead.
@@ -28,10 +30,8 @@ class ExportOptions:
     """What to export. ``chunk_size`` and ``left_context`` are in 50 Hz frames (after
     ``encoder_embed``), as icefall's ``--chunk-size`` and ``--left-context-frames``."""
 
-    chunk_size: int = 16
-    # 128 frames (2.56 s) of attention history: ~1 point CER better than 64 on the default
-    # model at the same measured real-time factor (recipes/zipformer_synth/RESULTS.md)
-    left_context: int = 128
+    chunk_size: int = SERVED_CHUNK_SIZE
+    left_context: int = SERVED_LEFT_CONTEXT
     int8: bool = True
     opset: int = 13
 

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from serving.context_graph import ContextGraph
 from training.decode.search import BeamSearcher, DecodeResult, GreedySearcher
+from training.served import SERVED_CHUNK_SIZE, SERVED_LEFT_CONTEXT
 
 __all__ = ["LOG_EPS", "StreamingDecoder", "pad_for_streaming"]
 
@@ -58,8 +59,8 @@ class StreamingDecoder:
     def __init__(
         self,
         model: nn.Module,
-        chunk_size: int = 16,
-        left_context_frames: int = 128,
+        chunk_size: int = SERVED_CHUNK_SIZE,
+        left_context_frames: int = SERVED_LEFT_CONTEXT,
         method: str = "greedy",
         beam: int = 4,
         context_graph: ContextGraph | None = None,

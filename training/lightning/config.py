@@ -27,7 +27,7 @@ class ModelSection:
     # Streaming training: one chunk size / left context is drawn per batch (-1 = full context).
     chunk_size: list[int] = field(default_factory=lambda: [16, 32, 64, -1])
     # The first chunk size / left context is what eval mode (validation) decodes with: the
-    # served setting (training.export.ExportOptions).
+    # served setting (training.served).
     left_context_frames: list[int] = field(default_factory=lambda: [128, 64, 256])
 
 

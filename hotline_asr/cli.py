@@ -32,6 +32,7 @@ _COMMANDS: list[tuple[typer.Typer, str, str, str]] = [
     (app, "train", "cmd_model", "train"),
     (app, "eval", "cmd_model", "eval_"),
     (app, "joiner-from-ctc", "cmd_model", "joiner_from_ctc"),
+    (app, "info", "cmd_model", "info"),
     (app, "export", "cmd_export", "export"),
     (app, "transcribe", "cmd_serve", "transcribe"),
 ]

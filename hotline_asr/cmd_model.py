@@ -195,3 +195,53 @@ def joiner_from_ctc(
     except ValueError as e:
         raise _fail(str(e)) from None
     typer.echo(f"wrote {out} (joiner from the CTC head of {model}, scale {scale})")
+
+
+def info(
+    model: Annotated[
+        Path, typer.Argument(help="Model file: ours (.pt), a recipe's exp/*.ckpt or icefall's.")
+    ],
+    hyper_params: Annotated[
+        Path | None, typer.Option(help="icefall hyper-params.json (default: beside the model).")
+    ] = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print it as JSON.")] = False,
+) -> None:
+    """Describe a torch model: architecture, streaming settings, vocabulary, parameters by part."""
+    import json
+
+    from training.model.size import count_parameters
+    from training.model.transducer import Transducer
+    from training.train import read_init_checkpoint
+
+    if model.is_dir():
+        raise _fail(
+            f"{model} is a folder; `info` reads a torch model file (an ONNX export's "
+            "sizes are its files' sizes)"
+        )
+    try:
+        init = read_init_checkpoint(model, hyper_params)
+    except (FileNotFoundError, ValueError) as e:
+        raise _fail(str(e)) from e
+    config = init.config.to_dict()
+    size = count_parameters(Transducer(init.config))
+    if json_:
+        typer.echo(json.dumps({"config": config, "parameters": size.to_dict()}, indent=2))
+        return
+    c = init.config
+    typer.echo(f"{model}")
+    typer.echo(
+        f"  encoder: {len(c.num_encoder_layers)} stacks, layers {list(c.num_encoder_layers)}, "
+        f"dims {list(c.encoder_dim)}, downsampling {list(c.downsampling_factor)}"
+    )
+    typer.echo(
+        f"  {'causal (streaming)' if c.causal else 'non-causal'}; trained chunk sizes "
+        f"{list(c.chunk_size)}, left contexts {list(c.left_context_frames)}; "
+        f"served chunk {SERVED_CHUNK_SIZE}, left context {SERVED_LEFT_CONTEXT}"
+    )
+    typer.echo(
+        f"  vocabulary {c.vocab_size} tokens"
+        + (f" ({len(init.tokens)} in the file)" if init.tokens is not None else "")
+        + f"; decoder context {c.context_size}; CTC head {'yes' if c.use_ctc else 'no'}"
+    )
+    typer.echo("parameters:")
+    typer.echo("\n".join("  " + line for line in size.format_table().splitlines()))

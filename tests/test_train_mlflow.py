@@ -41,6 +41,11 @@ def test_training_run_is_tracked(corpus, tmp_path: Path):
     assert params["trainer.max_steps"] == "2"
     assert params["loss.pinyin_ctc_scale"] == "0.1"
     assert params["data.train_cuts"] == str([str(corpus.train_cuts)])
+    from training.model.checkpoint import load_model
+
+    trained, _, _ = load_model(result.averaged)
+    assert int(params["num_params.total"]) == sum(p.numel() for p in trained.parameters())
+    assert int(params["num_params.served"]) < int(params["num_params.total"])
 
     tags = run.data.tags
     assert tags["git_commit"] == "no-git" or len(tags["git_commit"]) >= 40

@@ -331,6 +331,18 @@ def train(
     # and may differ from the recipe's preset); its weights follow from the checkpoint.
     arch = read_init_checkpoint(resume).config if resume is not None else None
     model, mc = build_model(cfg, tokens, root, arch)
+    from training.model.size import count_parameters
+
+    size = count_parameters(model)
+    log.info(
+        "model: %s parameters (%s served: encoder %s, decoder %s, joiner %s; %s trainable)",
+        f"{size.total:,}",
+        f"{size.served:,}",
+        f"{size.encoder:,}",
+        f"{size.decoder:,}",
+        f"{size.joiner:,}",
+        f"{size.trainable:,}",
+    )
     from serving.tokens import TokenTable
 
     table = TokenTable.load(_resolve(cfg.tokens.file, root))
@@ -393,7 +405,8 @@ def train(
             cfg.mlflow.experiment or cfg.name, cfg.name, cfg.mlflow.uri, run_id=previous
         )
         manifests = [_resolve(p, root) for p in cfg.data.train_cuts + cfg.data.dev_cuts]
-        callbacks.append(MlflowRunContext(to_dict(cfg), manifests, run_file))
+        params = {**to_dict(cfg), "num_params": size.to_dict()}
+        callbacks.append(MlflowRunContext(params, manifests, run_file))
 
     devices = cfg.trainer.devices
     strategy: Any = "auto"

@@ -36,6 +36,8 @@ class AtStart(Callback):
             "optimizer": _clone(opt.state_dict()),
             "eden": dict(pl_module.scheduler.state_dict()),
             "weights": {k: v.clone() for k, v in pl_module.model.state_dict().items()},
+            "chunk_size": tuple(pl_module.model.encoder.chunk_size),
+            "left_context": tuple(pl_module.model.encoder.left_context_frames),
         }
 
 
@@ -85,10 +87,16 @@ def test_interrupted_run_resumes_step_and_optimizer_state(corpus, tmp_path: Path
     saved = torch.load(exp / "last.ckpt", map_location="cpu", weights_only=False)
     assert saved["global_step"] == 4
 
+    # The resumed part trains with changed streaming choices: they are not architecture.
     probe = AtStart()
-    result = train(recipe, ["trainer.max_steps=7"], extra_callbacks=[probe])
+    result = train(
+        recipe,
+        ["trainer.max_steps=7", "model.chunk_size=[32,-1]", "model.left_context_frames=[128]"],
+        extra_callbacks=[probe],
+    )
     assert result.resumed_from is not None
     assert probe.seen["step"] == 4
+    assert probe.seen["chunk_size"] == (32, -1) and probe.seen["left_context"] == (128,)
     assert _same(probe.seen["optimizer"], saved["optimizer_states"][0])
     assert probe.seen["optimizer"]["state"], "ScaledAdam state must not be empty after resume"
     assert probe.seen["eden"] == saved["eden"] and saved["eden"]["batch"] >= 4
@@ -97,6 +105,7 @@ def test_interrupted_run_resumes_step_and_optimizer_state(corpus, tmp_path: Path
     assert result.global_step == 7
     final = torch.load(exp / "last.ckpt", map_location="cpu", weights_only=False)
     assert final["global_step"] == 7
+    assert final["hotline"]["model_config"]["chunk_size"] == [32, -1]
     assert not _same(
         {k[6:]: v for k, v in final["state_dict"].items() if k.startswith("model.")}, sd
     )

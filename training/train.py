@@ -184,6 +184,10 @@ def build_model(cfg: RecipeConfig, tokens: list[str], root: Path, arch=None):
 
     if arch is not None:
         mc = arch
+        # the chunk and left-context lists are training choices, not architecture: a resumed
+        # run trains with the recipe's (and its --set overrides'), like a fine-tune's init
+        mc.chunk_size = tuple(cfg.model.chunk_size)
+        mc.left_context_frames = tuple(cfg.model.left_context_frames)
         model = Transducer(mc)
     elif cfg.init.checkpoint:
         init = read_init_checkpoint(

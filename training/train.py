@@ -182,53 +182,58 @@ def build_model(cfg: RecipeConfig, tokens: list[str], root: Path, arch=None):
     weights are then left to the caller."""
     from training.model.transducer import Transducer
 
-    if arch is not None:
-        mc = arch
-        # the chunk and left-context lists are training choices, not architecture: a resumed
-        # run trains with the recipe's (and its --set overrides'), like a fine-tune's init
-        mc.chunk_size = tuple(cfg.model.chunk_size)
-        mc.left_context_frames = tuple(cfg.model.left_context_frames)
-        model = Transducer(mc)
-    elif cfg.init.checkpoint:
+    init = None
+    if arch is None and cfg.init.checkpoint:
         init = read_init_checkpoint(
             _resolve(cfg.init.checkpoint, root),
             _resolve(cfg.init.hyper_params, root) if cfg.init.hyper_params else None,
         )
-        mc = init.config
-        mc.vocab_size = len(tokens)
+        arch = init.config
+        arch.vocab_size = len(tokens)
+    if arch is not None:
+        mc = arch
+        # the chunk and left-context lists are training choices, not architecture: a resumed
+        # run or a fine-tune trains with the recipe's (and its --set overrides')
         mc.chunk_size = tuple(cfg.model.chunk_size)
         mc.left_context_frames = tuple(cfg.model.left_context_frames)
-        model = Transducer(mc)
-        sd, copied = map_vocabulary(init.state_dict, init.tokens, model.state_dict(), tokens)
-        missing, unexpected = model.load_state_dict(sd, strict=False)
-        log.info(
-            "init from %s: %d/%d tokens mapped, missing=%s unexpected=%s",
-            cfg.init.checkpoint,
-            copied,
-            len(tokens),
-            missing,
-            unexpected,
-        )
-        if unexpected or [k for k in missing if not k.startswith("ctc_output")]:
-            raise ValueError(
-                f"{cfg.init.checkpoint} does not fit the model: missing {missing}, "
-                f"unexpected {unexpected}"
-            )
-        if cfg.init.joiner_from_ctc is not None:
-            if any(k.startswith("ctc_output") for k in missing):
-                raise ValueError(
-                    f"init.joiner_from_ctc needs a CTC head in {cfg.init.checkpoint}, which has "
-                    "none; drop init.joiner_from_ctc or start from a model trained with use_ctc"
-                )
-            from training.model.ctc_joiner import joiner_from_ctc
-
-            joiner_from_ctc(model, cfg.init.joiner_from_ctc)
-            log.info("joiner rewritten from the CTC head (scale %s)", cfg.init.joiner_from_ctc)
     else:
         mc = model_config(cfg, len(tokens))
-        model = Transducer(mc)
+    model = Transducer(mc)
+    if init is not None:
+        _load_init_weights(model, init, tokens, cfg)
     freeze_encoder_stacks(model, cfg.init.freeze_encoder_stacks)
     return model, mc
+
+
+def _load_init_weights(model, init: InitModel, tokens: list[str], cfg: RecipeConfig) -> None:
+    """Copy ``init``'s weights into ``model`` (rows mapped by token), then apply
+    ``init.joiner_from_ctc``; a checkpoint that does not fit is an error."""
+    sd, copied = map_vocabulary(init.state_dict, init.tokens, model.state_dict(), tokens)
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    log.info(
+        "init from %s: %d/%d tokens mapped, missing=%s unexpected=%s",
+        cfg.init.checkpoint,
+        copied,
+        len(tokens),
+        missing,
+        unexpected,
+    )
+    if unexpected or [k for k in missing if not k.startswith("ctc_output")]:
+        raise ValueError(
+            f"{cfg.init.checkpoint} does not fit the model: missing {missing}, "
+            f"unexpected {unexpected}"
+        )
+    if cfg.init.joiner_from_ctc is None:
+        return
+    if any(k.startswith("ctc_output") for k in missing):
+        raise ValueError(
+            f"init.joiner_from_ctc needs a CTC head in {cfg.init.checkpoint}, which has "
+            "none; drop init.joiner_from_ctc or start from a model trained with use_ctc"
+        )
+    from training.model.ctc_joiner import joiner_from_ctc
+
+    joiner_from_ctc(model, cfg.init.joiner_from_ctc)
+    log.info("joiner rewritten from the CTC head (scale %s)", cfg.init.joiner_from_ctc)
 
 
 # ------------------------------------------------------------------------ checkpoints

@@ -41,10 +41,11 @@ def train(
         Path | None, typer.Option(help="Checkpoint folder (default: RECIPE/exp).")
     ] = None,
 ) -> None:
-    """Train (or resume) a recipe; checkpoints go to RECIPE/exp, runs to MLflow."""
+    """Train (or resume) a recipe, stage by stage when it has stages; checkpoints go to
+    RECIPE/exp, runs to MLflow."""
     import logging
 
-    from training.train import train as run_training
+    from training.stages import train_recipe
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     overrides = list(set_ or [])
@@ -61,15 +62,29 @@ def train(
     if devices is not None:
         overrides.append(f"trainer.devices={devices}")
     try:
-        result = run_training(recipe, overrides, exp_dir=exp_dir)
+        result = train_recipe(recipe, overrides, exp_dir=exp_dir)
     except (FileNotFoundError, ValueError) as e:
         raise _fail(str(e)) from e
-    if result is not None and result.averaged is not None:
+    for st in result.stages:
+        r = st.result
+        if st.skipped:
+            typer.echo(f"{st.name}: done earlier ({st.exp_dir})")
+            continue
+        if r is None or r.averaged is None:  # DDP worker processes print nothing
+            continue
         typer.echo(
-            f"step {result.global_step}: last {result.last_checkpoint}, averaged {result.averaged}"
-            + (f", resumed from {result.resumed_from}" if result.resumed_from else "")
-            + (f", mlflow run {result.mlflow_run_id}" if result.mlflow_run_id else "")
-            + (f"; stopped early by {result.stopped_by}" if result.stopped_by else "")
+            (f"{st.name}: " if len(result.stages) > 1 else "")
+            + f"step {r.global_step} in {r.wall_seconds / 60:.1f} min: last {r.last_checkpoint}, "
+            f"averaged {r.averaged}"
+            + (f", resumed from {r.resumed_from}" if r.resumed_from else "")
+            + (f", mlflow run {r.mlflow_run_id}" if r.mlflow_run_id else "")
+            + (f"; stopped early by {r.stopped_by}" if r.stopped_by else "")
+        )
+    if len(result.stages) > 1 or result.stopped:
+        typer.echo(
+            f"recipe done: {result.averaged}"
+            if result.averaged
+            else f"not finished ({result.stopped}); run the same command again to carry on"
         )
 
 

@@ -53,6 +53,16 @@ def test_recipes_parse_and_overrides_apply():
     assert (EvalOptions().chunk_size, EvalOptions().left_context) == served
     for recipe in (cfg, ft):
         assert (recipe.model.chunk_size[0], recipe.model.left_context_frames[0]) == served
+    # the fine-tune's stages all build, and each decodes its validation at the served chunk
+    from training.stages import check_stages, parse_stages, stage_overrides
+
+    ft_dir = root / "recipes" / "zipformer_finetune_voice"
+    stages = parse_stages(ft.stages)
+    assert [s.name for s in stages] == ["adapt", "chunk16", "joiner"]
+    check_stages(ft_dir, stages, ft_dir / "exp", [])
+    for st in stages:
+        sc = load_recipe(ft_dir, stage_overrides(st, ft_dir / "exp", [], None))
+        assert (sc.model.chunk_size[0], sc.model.left_context_frames[0]) == served
     stage2 = load_recipe(
         root / "recipes" / "zipformer_synth",
         ["init.joiner_from_ctc=0.2", "loss.context_mask_prob=0.1", "loss.rnnt_type=modified"],

@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import re
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -60,6 +61,9 @@ class TrainResult:
     mlflow_run_id: str | None
     skipped_batches: int
     stopped_by: str | None = None  # "SIGTERM"/"SIGINT" when a signal ended the run early
+    # True when the run reached trainer.max_epochs / max_steps (not cut off by time or signal)
+    completed: bool = False
+    wall_seconds: float = 0.0  # this invocation's time in trainer.fit (not earlier sessions)
 
 
 # ------------------------------------------------------------------ tokens and model
@@ -302,9 +306,13 @@ def train(
     root: Path | str | None = None,
     exp_dir: Path | str | None = None,
     extra_callbacks: list | None = None,
+    run_name: str | None = None,
 ) -> TrainResult:
     """Train the recipe in ``recipe_dir``; relative data paths resolve against ``root``
-    (the project root by default). Safe to call again after an interruption: it resumes."""
+    (the project root by default). Safe to call again after an interruption: it resumes.
+
+    This trains one configuration; a recipe with ``stages`` goes through
+    :func:`training.stages.train_recipe`, which calls this once per stage."""
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.strategies import DDPStrategy
@@ -317,6 +325,11 @@ def train(
     recipe_dir = Path(recipe_dir)
     root = Path(root) if root else PROJECT_ROOT
     cfg = load_recipe(recipe_dir, overrides)
+    if cfg.stages:
+        raise ValueError(
+            f"{recipe_dir} has stages {[st.get('name') for st in cfg.stages]}: train it with "
+            "training.stages.train_recipe (what `hotline-asr train` calls)"
+        )
     missing = [
         p for p in cfg.data.train_cuts + cfg.data.dev_cuts if not _resolve(p, root).is_file()
     ]
@@ -401,6 +414,10 @@ def train(
             SessionTimer(timedelta(minutes=cfg.trainer.max_time_minutes), interval="step")
         )
     callbacks += extra_callbacks or []
+    from training.lightning.callbacks import CheckpointOnStop
+
+    on_stop = CheckpointOnStop(exp / "last.ckpt")
+    callbacks.append(on_stop)  # last: after everything that may ask the run to stop
 
     logger = False
     run_id = None
@@ -411,7 +428,10 @@ def train(
         run_file = exp / "mlflow_run_id.txt"
         previous = run_file.read_text().strip() if run_file.is_file() and resume else None
         logger = lightning_logger(
-            cfg.mlflow.experiment or cfg.name, cfg.name, cfg.mlflow.uri, run_id=previous
+            cfg.mlflow.experiment or cfg.name,
+            run_name or cfg.name,
+            cfg.mlflow.uri,
+            run_id=previous,
         )
         manifests = [_resolve(p, root) for p in cfg.data.train_cuts + cfg.data.dev_cuts]
         params = {**to_dict(cfg), "num_params": size.to_dict()}
@@ -444,10 +464,25 @@ def train(
         default_root_dir=exp,
         **val_kw,
     )
+    started = time.monotonic()
     trainer.fit(module, datamodule=data.as_lightning(), ckpt_path=str(resume) if resume else None)
+    wall = time.monotonic() - started
+    max_steps = cfg.trainer.max_steps
+    completed = stop.received is None and (
+        (max_steps > 0 and trainer.global_step >= max_steps)
+        or trainer.current_epoch >= cfg.trainer.max_epochs
+    )
 
     last = exp / "last.ckpt"
-    trainer.save_checkpoint(last)
+    if on_stop.saved_at is None or on_stop.saved_at != trainer.global_step:
+        # (a run stopped early already saved last.ckpt inside its epoch, see CheckpointOnStop)
+        batches = trainer.fit_loop.epoch_loop.batch_progress
+        if batches.is_last_batch:
+            # The epoch ran to its end: clear its batch counters so a resume starts the next
+            # epoch afresh (e.g. after raising max_epochs). Left set, Lightning resumes into
+            # an epoch it takes as finished and trains none of its batches.
+            batches.reset_on_run()
+        trainer.save_checkpoint(last)
     averaged = final = None
     if trainer.is_global_zero:
         steps = sorted(exp.glob("step-*.ckpt"), key=checkpoint_step)
@@ -475,6 +510,8 @@ def train(
         mlflow_run_id=run_id,
         skipped_batches=module.skipped_batches,
         stopped_by=stop.received,
+        completed=completed,
+        wall_seconds=wall,
     )
 
 

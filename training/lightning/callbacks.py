@@ -132,3 +132,25 @@ class GracefulStop(Callback):
 
     def on_exception(self, trainer, pl_module, exception) -> None:
         self._restore()
+
+
+class CheckpointOnStop(Callback):
+    """Saves ``path`` at the step where the run is told to stop early (a time limit, a signal):
+    a checkpoint from inside the epoch, so a resume carries on with that epoch's remaining
+    batches. Saved after the loop has wound down instead, the epoch counts as finished and its
+    rest is never trained. Register it after the callbacks that set ``trainer.should_stop``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.saved_at: int | None = None  # the global step of the saved checkpoint
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if not trainer.should_stop or self.saved_at is not None:
+            return
+        if 0 < trainer.max_steps <= trainer.global_step:
+            return  # a normal end: train() saves the final state
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        trainer.save_checkpoint(tmp)
+        if trainer.is_global_zero:
+            tmp.replace(self.path)
+        self.saved_at = trainer.global_step

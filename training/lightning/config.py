@@ -92,6 +92,9 @@ class RecipeConfig:
     checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
     init: InitSection = field(default_factory=InitSection)
     mlflow: TrackingSection = field(default_factory=TrackingSection)
+    # Optional sequence of training stages, each the config above plus its own overrides
+    # (training.stages: name, init_from / resume_from an earlier stage, set).
+    stages: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _build(cls, data: Any, where: str):

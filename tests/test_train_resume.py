@@ -273,3 +273,54 @@ def test_loader_workers_survive_a_stop_signal_while_they_start():
     # control: without the blocked mask the same kill takes a worker down
     with pytest.raises(RuntimeError, match="DataLoader worker"):
         _kill_workers_as_they_start(loader(torch.utils.data.DataLoader), 8)
+
+
+class StopAt(Callback):
+    """Asks the run to stop after ``at`` steps, as a time limit or a signal does."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step >= self.at:
+            trainer.should_stop = True
+
+
+class Batches(Callback):
+    """Records (epoch, global step) of every trained batch."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, int]] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.seen.append((trainer.current_epoch, trainer.global_step))
+
+
+def test_run_stopped_mid_epoch_resumes_inside_that_epoch(corpus, tmp_path: Path):
+    """A stop by time or signal keeps the epoch open: the resume trains the rest of the same
+    epoch, then the next, and never an empty epoch."""
+    from training.lightning.smoke import write_smoke_recipe
+    from training.train import train
+
+    recipe = write_smoke_recipe(
+        tmp_path / "recipe",
+        corpus,
+        {"data": {"dev_cuts": [], "max_duration": 4, "sort_by_duration_epochs": 0}},
+    )
+    whole = Batches()
+    train(recipe, ["trainer.max_epochs=1"], exp_dir=tmp_path / "whole", extra_callbacks=[whole])
+    per_epoch = len(whole.seen)
+    assert per_epoch >= 3, "the test needs an epoch of several batches"
+
+    first = train(recipe, ["trainer.max_epochs=2"], extra_callbacks=[StopAt(1)])
+    assert not first.completed and first.global_step == 1
+    saved = torch.load(recipe / "exp" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert saved["global_step"] == 1 and saved["epoch"] == 0
+
+    rest = Batches()
+    second = train(recipe, ["trainer.max_epochs=2"], extra_callbacks=[rest])
+    assert second.completed
+    epochs = [e for e, _ in rest.seen]
+    # the rest of epoch 0 (same seed: the same batches as the whole-epoch run), then epoch 1
+    assert epochs.count(0) == per_epoch - 1 and epochs.count(1) >= 1
+    assert second.global_step == 1 + len(rest.seen)

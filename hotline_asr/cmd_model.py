@@ -74,7 +74,8 @@ def train(
             continue
         typer.echo(
             (f"{st.name}: " if len(result.stages) > 1 else "")
-            + f"step {r.global_step} in {r.wall_seconds / 60:.1f} min: last {r.last_checkpoint}, "
+            + f"step {r.global_step} in {r.wall_seconds / 60:.1f} min "
+            f"({r.run_wall_seconds / 60:.1f} min in all): last {r.last_checkpoint}, "
             f"averaged {r.averaged}"
             + (f", resumed from {r.resumed_from}" if r.resumed_from else "")
             + (f", mlflow run {r.mlflow_run_id}" if r.mlflow_run_id else "")

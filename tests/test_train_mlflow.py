@@ -57,6 +57,11 @@ def test_training_run_is_tracked(corpus, tmp_path: Path):
         assert key in metrics and metrics[key] > 0
     assert 0.0 <= metrics["dev/cer"] <= 10.0 and metrics["dev/loss"] > 0
     assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 2
+    # the run's training wall time, logged once at its end
+    (wall,) = client.get_metric_history(run.info.run_id, "train/wall_minutes")
+    assert wall.step == result.global_step
+    assert wall.value * 60 == pytest.approx(result.run_wall_seconds)
+    assert 0 < result.run_wall_seconds <= result.wall_seconds  # a fresh run: this session only
 
     def artifacts(path: str) -> set[str]:
         return {a.path for a in client.list_artifacts(run.info.run_id, path)}

@@ -324,3 +324,8 @@ def test_run_stopped_mid_epoch_resumes_inside_that_epoch(corpus, tmp_path: Path)
     # the rest of epoch 0 (same seed: the same batches as the whole-epoch run), then epoch 1
     assert epochs.count(0) == per_epoch - 1 and epochs.count(1) >= 1
     assert second.global_step == 1 + len(rest.seen)
+    # the run's wall time carries the first session's over: what the stop checkpoint held,
+    # plus this session's training (which is within its trainer.fit)
+    before = saved["hotline"]["wall_seconds"]
+    assert 0 < before <= first.run_wall_seconds
+    assert 0 < second.run_wall_seconds - before <= second.wall_seconds

@@ -64,6 +64,8 @@ class TrainResult:
     # True when the run reached trainer.max_epochs / max_steps (not cut off by time or signal)
     completed: bool = False
     wall_seconds: float = 0.0  # this invocation's time in trainer.fit (not earlier sessions)
+    # training wall time of the whole run: this session and the resumed ones before it
+    run_wall_seconds: float = 0.0
 
 
 # ------------------------------------------------------------------ tokens and model
@@ -467,6 +469,7 @@ def train(
     started = time.monotonic()
     trainer.fit(module, datamodule=data.as_lightning(), ckpt_path=str(resume) if resume else None)
     wall = time.monotonic() - started
+    run_wall = module.wall_seconds()
     max_steps = cfg.trainer.max_steps
     completed = stop.received is None and (
         (max_steps > 0 and trainer.global_step >= max_steps)
@@ -500,6 +503,9 @@ def train(
                 "config",
             )
             log_artifacts(logger.experiment, run_id, [averaged, final], "checkpoints")
+            logger.experiment.log_metric(
+                run_id, "train/wall_minutes", run_wall / 60.0, step=trainer.global_step
+            )
     return TrainResult(
         exp_dir=exp,
         global_step=trainer.global_step,
@@ -512,6 +518,7 @@ def train(
         stopped_by=stop.received,
         completed=completed,
         wall_seconds=wall,
+        run_wall_seconds=run_wall,
     )
 
 

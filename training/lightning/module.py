@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,6 +126,18 @@ class TransducerModule(pl.LightningModule):
         self._val_ctc_errors = 0
         self._val_decoded = 0
         self._val_examples: list[tuple[str, str]] = []
+        # training wall time of the run's earlier sessions (from the resumed checkpoint) and
+        # when this session's training started
+        self._wall_before = 0.0
+        self._wall_start: float | None = None
+
+    def wall_seconds(self) -> float:
+        """Training wall time of the whole run: earlier (resumed) sessions plus this one."""
+        here = time.monotonic() - self._wall_start if self._wall_start is not None else 0.0
+        return self._wall_before + here
+
+    def on_train_start(self) -> None:
+        self._wall_start = time.monotonic()
 
     # ----------------------------------------------------------------- losses
     def compute_losses(self, batch: dict[str, Any], step: int) -> LossParts:
@@ -343,6 +356,7 @@ class TransducerModule(pl.LightningModule):
             "skipped_batches": self.skipped_batches,
             # the epoch the batch count belongs to (current_epoch moves on at an epoch's end)
             "epoch_position": {"epoch": self._position_epoch, "batches": self._epoch_batches},
+            "wall_seconds": self.wall_seconds(),
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -353,6 +367,7 @@ class TransducerModule(pl.LightningModule):
         meta = checkpoint.get("hotline", {})
         self.skipped_batches = int(meta.get("skipped_batches", 0))
         self._resume_position = meta.get("epoch_position")
+        self._wall_before = float(meta.get("wall_seconds", 0.0))
 
 
 def encoder_out_dim(model: nn.Module) -> int:

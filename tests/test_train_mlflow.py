@@ -20,7 +20,9 @@ def corpus(neural_voice: Path, tmp_path_factory):
     )
 
 
-def test_training_run_is_tracked(corpus, tmp_path: Path):
+def test_training_run_is_tracked(corpus, tmp_path: Path, caplog):
+    import logging
+
     from registry.tracking import file_sha256, get_client
     from training.lightning.smoke import write_smoke_recipe
     from training.train import train
@@ -31,7 +33,13 @@ def test_training_run_is_tracked(corpus, tmp_path: Path):
         corpus,
         {"mlflow": {"enabled": True, "uri": store, "experiment": "smoke-exp"}},
     )
-    result = train(recipe, ["trainer.max_steps=2", "loss.pinyin_ctc_scale=0.1"])
+    overrides = ["trainer.max_steps=2", "loss.pinyin_ctc_scale=0.1"]
+    # no bar: a progress line per step in the log instead
+    overrides += ["trainer.progress_bar=false", "trainer.progress_log_every_n_steps=1"]
+    with caplog.at_level(logging.INFO, logger="hotline_asr.train"):
+        result = train(recipe, overrides)
+    lines = [r.getMessage() for r in caplog.records if " s of audio per s" in r.getMessage()]
+    assert [line.split(":")[0].split(" step ")[1] for line in lines] == ["1", "2"]
     client = get_client(store)
     run = client.get_run(result.mlflow_run_id)
     assert client.get_experiment(run.info.experiment_id).name == "smoke-exp"
@@ -57,6 +65,10 @@ def test_training_run_is_tracked(corpus, tmp_path: Path):
         assert key in metrics and metrics[key] > 0
     assert 0.0 <= metrics["dev/cer"] <= 10.0 and metrics["dev/loss"] > 0
     assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 2
+    # throughput: audio seconds trained per wall second, from the second step on
+    (rate,) = client.get_metric_history(run.info.run_id, "train/audio_per_sec")
+    assert rate.step == 1 and rate.value > 0
+    assert float(lines[-1].split(", ")[-1].split()[0]) == pytest.approx(rate.value, abs=0.06)
     # the run's training wall time, logged once at its end
     (wall,) = client.get_metric_history(run.info.run_id, "train/wall_minutes")
     assert wall.step == result.global_step

@@ -322,3 +322,18 @@ def test_schedule_batch_count_scales_with_ref_duration_and_start(corpus, tmp_pat
     train(recipe, overrides, extra_callbacks=[probe])
     # updated every 10 steps: step 0 -> 100, step 10 -> 100 + 10 * 8 / 2
     assert probe.counts[0] == 100.0 and probe.counts[10] == 140.0
+
+
+def test_progress_bar_follows_config_then_env_then_terminal(monkeypatch):
+    import sys
+
+    from training.train import _progress_bar
+
+    monkeypatch.delenv("HOTLINE_PROGRESS", raising=False)
+    assert _progress_bar(True) is True and _progress_bar(False) is False
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    assert _progress_bar(None) is True
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    assert _progress_bar(None) is False
+    monkeypatch.setenv("HOTLINE_PROGRESS", "1")
+    assert _progress_bar(None) is True and _progress_bar(False) is False

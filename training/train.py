@@ -415,6 +415,11 @@ def train(
         callbacks.append(
             SessionTimer(timedelta(minutes=cfg.trainer.max_time_minutes), interval="step")
         )
+    progress_bar = _progress_bar(cfg.trainer.progress_bar)
+    if not progress_bar and cfg.trainer.progress_log_every_n_steps > 0:
+        from training.lightning.callbacks import ProgressLog
+
+        callbacks.append(ProgressLog(cfg.trainer.progress_log_every_n_steps))
     callbacks += extra_callbacks or []
     from training.lightning.callbacks import CheckpointOnStop
 
@@ -461,7 +466,7 @@ def train(
         reload_dataloaders_every_n_epochs=1,
         num_sanity_val_steps=0,
         limit_val_batches=1.0 if has_dev else 0,
-        enable_progress_bar=os.environ.get("HOTLINE_PROGRESS", "0") == "1",
+        enable_progress_bar=progress_bar,
         enable_model_summary=False,
         default_root_dir=exp,
         **val_kw,
@@ -520,6 +525,19 @@ def train(
         wall_seconds=wall,
         run_wall_seconds=run_wall,
     )
+
+
+def _progress_bar(setting: bool | None) -> bool:
+    """``trainer.progress_bar`` when set, else HOTLINE_PROGRESS=1/0, else whether stderr is a
+    terminal (a bar in a log file is noise)."""
+    if setting is not None:
+        return setting
+    env = os.environ.get("HOTLINE_PROGRESS")
+    if env is not None:
+        return env == "1"
+    import sys
+
+    return sys.stderr.isatty()
 
 
 def _quiet_known_warnings() -> None:

@@ -154,3 +154,30 @@ class CheckpointOnStop(Callback):
         if trainer.is_global_zero:
             tmp.replace(self.path)
         self.saved_at = trainer.global_step
+
+
+class ProgressLog(Callback):
+    """A log line every ``every`` steps (main process): epoch, step, loss, learning rate and
+    throughput, for runs without a progress bar (``nohup`` logs, CI)."""
+
+    def __init__(self, every: int) -> None:
+        if every <= 0:
+            raise ValueError(f"ProgressLog needs every > 0, got {every}")
+        self.every = every
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if step % self.every or not trainer.is_global_zero:
+            return
+        import logging
+
+        lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else float("nan")
+        rate = getattr(pl_module, "audio_per_sec", 0.0)
+        logging.getLogger("hotline_asr.train").info(
+            "epoch %d step %d: loss %.4f, lr %.2e, %.1f s of audio per s",
+            trainer.current_epoch,
+            step,
+            getattr(pl_module, "last_loss", float("nan")),
+            lr,
+            rate,
+        )

@@ -51,6 +51,11 @@ class TrainerSection:
     val_every_n_steps: int | None = None  # None: validate at the end of each epoch
     seed: int = 42
     num_threads: int = 0  # torch intra-op threads per process (0: leave torch's default)
+    # progress bar with loss, dev CER and audio seconds per second; null: on when stderr is a
+    # terminal (HOTLINE_PROGRESS=1/0 decides when set)
+    progress_bar: bool | None = None
+    # without the bar, a log line (loss, rate, throughput) every N steps; 0: none
+    progress_log_every_n_steps: int = 50
 
 
 @dataclass

@@ -22,6 +22,10 @@ import lightning.pytorch as pl
 import torch
 from torch import nn
 
+from serving.features import FbankConfig
+
+FRAME_SHIFT_S = FbankConfig().frame_shift  # seconds per feature frame
+
 
 @dataclass
 class LossOptions:
@@ -130,6 +134,10 @@ class TransducerModule(pl.LightningModule):
         # when this session's training started
         self._wall_before = 0.0
         self._wall_start: float | None = None
+        # throughput: seconds of audio trained per wall second (smoothed over recent steps)
+        self._last_step_end: float | None = None
+        self.audio_per_sec = 0.0
+        self.last_loss = float("nan")
 
     def wall_seconds(self) -> float:
         """Training wall time of the whole run: earlier (resumed) sessions plus this one."""
@@ -138,6 +146,21 @@ class TransducerModule(pl.LightningModule):
 
     def on_train_start(self) -> None:
         self._wall_start = time.monotonic()
+        self._last_step_end = None
+
+    def _update_throughput(self, batch: dict[str, Any]) -> None:
+        """Seconds of audio per wall second, all processes together; the time of a step runs
+        from the previous step's end, so data loading counts."""
+        now = time.monotonic()
+        if self._last_step_end is not None and now > self._last_step_end:
+            world = self.trainer.world_size if self._trainer is not None else 1
+            audio = float(batch["feature_lens"].sum()) * FRAME_SHIFT_S * world
+            rate = audio / (now - self._last_step_end)
+            self.audio_per_sec = (
+                rate if self.audio_per_sec == 0 else 0.9 * self.audio_per_sec + 0.1 * rate
+            )
+            self.log("train/audio_per_sec", self.audio_per_sec, prog_bar=True)
+        self._last_step_end = now
 
     # ----------------------------------------------------------------- losses
     def compute_losses(self, batch: dict[str, Any], step: int) -> LossParts:
@@ -228,6 +251,8 @@ class TransducerModule(pl.LightningModule):
             self.scheduler.step_batch(self.global_step)
         self._log_parts("train", parts, len(batch["tokens"]))
         self.log("train/lr", float(opt.param_groups[0]["lr"]), prog_bar=False)
+        self.last_loss = float(parts.total.detach()) / max(parts.frames, 1.0)
+        self._update_throughput(batch)
         return parts.total.detach()
 
     def _log_parts(self, stage: str, parts: LossParts, batch_size: int) -> None:

@@ -70,7 +70,7 @@ def train(
         if st.skipped:
             typer.echo(f"{st.name}: done earlier ({st.exp_dir})")
             continue
-        if r is None or r.averaged is None:  # DDP worker processes print nothing
+        if r.averaged is None:  # DDP worker processes print nothing
             continue
         typer.echo(
             (f"{st.name}: " if len(result.stages) > 1 else "")

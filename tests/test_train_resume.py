@@ -329,3 +329,27 @@ def test_run_stopped_mid_epoch_resumes_inside_that_epoch(corpus, tmp_path: Path)
     before = saved["hotline"]["wall_seconds"]
     assert 0 < before <= first.run_wall_seconds
     assert 0 < second.run_wall_seconds - before <= second.wall_seconds
+
+
+def test_run_ended_on_an_epochs_last_batch_resumes_with_the_next_epoch(corpus, tmp_path: Path):
+    """A run that reaches max_steps on the last batch of an epoch (validated at its end),
+    resumed with a larger max_steps, trains the next epoch (Lightning would otherwise take that
+    epoch as finished and train none of it)."""
+    from training.lightning.smoke import write_smoke_recipe
+    from training.train import train
+
+    recipe = write_smoke_recipe(
+        tmp_path / "recipe",
+        corpus,
+        {"data": {"max_duration": 8}},
+    )
+    whole = Batches()
+    train(recipe, ["trainer.max_epochs=1"], exp_dir=tmp_path / "whole", extra_callbacks=[whole])
+    per_epoch = len(whole.seen)
+
+    first = train(recipe, [f"trainer.max_steps={per_epoch}"])
+    assert first.completed and first.global_step == per_epoch
+    rest = Batches()
+    second = train(recipe, [f"trainer.max_steps={per_epoch + 2}"], extra_callbacks=[rest])
+    assert second.completed and second.global_step == per_epoch + 2
+    assert [e for e, _ in rest.seen] == [1, 1]

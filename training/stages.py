@@ -57,7 +57,6 @@ class Stage:
 class StageResult:
     name: str
     exp_dir: Path
-    done: bool  # reached its max_epochs / max_steps (now or in an earlier invocation)
     skipped: bool  # done before this invocation: not trained again
     result: Any = None  # training.train.TrainResult when it trained now
 
@@ -190,7 +189,7 @@ def train_recipe(
     exp = Path(exp_dir) if exp_dir else recipe_dir / "exp"
     if not cfg.stages:
         result = train(recipe_dir, overrides, root, exp, extra_callbacks)
-        one = StageResult(cfg.name, exp, result.completed, False, result)
+        one = StageResult(cfg.name, exp, False, result)
         return RecipeResult(exp, [one], result.averaged, _why_stopped(result))
     stages = parse_stages(cfg.stages)
     check_stages(recipe_dir, stages, exp, overrides)
@@ -205,7 +204,7 @@ def train_recipe(
                 st.name,
                 here / DONE_FILE,
             )
-            done.append(StageResult(st.name, here, True, True))
+            done.append(StageResult(st.name, here, True))
             continue
         left = None
         if budget is not None:
@@ -223,7 +222,7 @@ def train_recipe(
             extra_callbacks,
             run_name=f"{cfg.name}/{st.name}",
         )
-        done.append(StageResult(st.name, here, result.completed, False, result))
+        done.append(StageResult(st.name, here, False, result))
         if result.averaged is None:  # not the main process of a DDP run
             return RecipeResult(exp, done, None, "not the main process")
         if not result.completed:

@@ -482,7 +482,7 @@ def train(
     )
 
     last = exp / "last.ckpt"
-    if on_stop.saved_at is None or on_stop.saved_at != trainer.global_step:
+    if on_stop.saved_at is None:
         # (a run stopped early already saved last.ckpt inside its epoch, see CheckpointOnStop)
         batches = trainer.fit_loop.epoch_loop.batch_progress
         if batches.is_last_batch:

@@ -249,23 +249,25 @@ class TransducerModule(pl.LightningModule):
         opt.zero_grad(set_to_none=True)
         if self.scheduler is not None:
             self.scheduler.step_batch(self.global_step)
-        self._log_parts("train", parts, len(batch["tokens"]))
+        self.last_loss = self._log_parts("train", parts, len(batch["tokens"]))
         self.log("train/lr", float(opt.param_groups[0]["lr"]), prog_bar=False)
-        self.last_loss = float(parts.total.detach()) / max(parts.frames, 1.0)
         self._update_throughput(batch)
         return parts.total.detach()
 
-    def _log_parts(self, stage: str, parts: LossParts, batch_size: int) -> None:
+    def _log_parts(self, stage: str, parts: LossParts, batch_size: int) -> float:
+        """Log the batch's losses per frame; returns the total."""
         f = max(parts.frames, 1.0)
         on_step = stage == "train"
         kw = dict(on_step=on_step, on_epoch=not on_step, batch_size=batch_size, sync_dist=True)
-        self.log(f"{stage}/loss", float(parts.total.detach()) / f, prog_bar=True, **kw)
+        loss = float(parts.total.detach()) / f
+        self.log(f"{stage}/loss", loss, prog_bar=True, **kw)
         self.log(f"{stage}/simple_loss", float(parts.simple.detach()) / f, **kw)
         self.log(f"{stage}/pruned_loss", float(parts.pruned.detach()) / f, **kw)
         if parts.ctc is not None:
             self.log(f"{stage}/ctc_loss", float(parts.ctc.detach()) / f, **kw)
         if parts.pinyin is not None:
             self.log(f"{stage}/pinyin_ctc_loss", float(parts.pinyin.detach()) / f, **kw)
+        return loss
 
     def batches_to_skip(self, epoch: int) -> int:
         """Batches of ``epoch`` already trained before the run was cut off (0 unless resuming

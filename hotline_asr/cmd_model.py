@@ -193,6 +193,38 @@ def eval_(
         typer.echo(f"mlflow run {run_id}", err=True)
 
 
+def average(
+    exp_dir: Annotated[
+        Path, typer.Argument(help="A training run's folder with step-*.ckpt files.")
+    ],
+    out: Annotated[Path, typer.Argument(help="Where to write the averaged model (.pt).")],
+    last: Annotated[
+        int | None, typer.Option(help="Average the last N checkpoints by step.")
+    ] = None,
+    steps: Annotated[
+        str | None, typer.Option(help="Average exactly these steps, e.g. 100,200,300.")
+    ] = None,
+) -> None:
+    """Average a run's checkpoints into one model file, as `train` does with
+    checkpoint.average_last; use it to weigh other averaging windows after a run."""
+    from training.train import average_checkpoints, select_checkpoints
+
+    if not exp_dir.is_dir():
+        raise _fail(f"{exp_dir} is not a folder; give a run's folder such as exp/joiner")
+    wanted: list[int] | None = None
+    if steps is not None:
+        try:
+            wanted = [int(x) for x in steps.split(",") if x.strip()]
+        except ValueError:
+            raise _fail(f"--steps takes step numbers separated by commas, got {steps!r}") from None
+    try:
+        picked = select_checkpoints(exp_dir, last=last, steps=wanted)
+    except ValueError as e:
+        raise _fail(str(e)) from None
+    average_checkpoints(picked, out)
+    typer.echo(f"wrote {out}: the average of {', '.join(p.name for p in picked)}")
+
+
 def joiner_from_ctc(
     model: Annotated[Path, typer.Argument(help="Model file with a CTC head (save_model format).")],
     out: Annotated[Path, typer.Argument(help="Where to write the rewritten model.")],

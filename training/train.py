@@ -266,6 +266,36 @@ def find_resume_checkpoint(exp_dir: Path) -> Path | None:
     return best[1] if best else None
 
 
+def select_checkpoints(
+    exp_dir: Path, last: int | None = None, steps: list[int] | None = None
+) -> list[Path]:
+    """The ``step-*.ckpt`` files of a run to average: the ``last`` N by step (what ``train``
+    averages with ``checkpoint.average_last``) or exactly those at ``steps``."""
+    if (last is None) == (steps is None):
+        raise ValueError("give either the number of last checkpoints or a list of steps")
+    found = sorted(exp_dir.glob("step-*.ckpt"), key=checkpoint_step)
+    if not found:
+        raise ValueError(
+            f"{exp_dir} holds no step-*.ckpt files; give a training run's folder "
+            "(a recipe's exp/ or exp/<stage>/)"
+        )
+    have = [checkpoint_step(p) for p in found]
+    if last is not None:
+        if not 0 < last <= len(found):
+            raise ValueError(
+                f"cannot average the last {last} of {len(found)} checkpoints in {exp_dir} "
+                f"(steps {have}); give 1 to {len(found)}"
+            )
+        return found[-last:]
+    by_step = dict(zip(have, found, strict=True))
+    missing = [s for s in steps or [] if s not in by_step]
+    if missing or not steps:
+        raise ValueError(
+            f"no checkpoint for step(s) {missing or steps} in {exp_dir}; it has steps {have}"
+        )
+    return [by_step[s] for s in dict.fromkeys(steps)]
+
+
 def average_checkpoints(paths: list[Path], out: Path) -> Path:
     """Average the ``model.*`` weights of our Lightning checkpoints into our model file format
     (``training.model.checkpoint.save_model``); auxiliary heads are left out."""
@@ -493,8 +523,9 @@ def train(
         trainer.save_checkpoint(last)
     averaged = final = None
     if trainer.is_global_zero:
-        steps = sorted(exp.glob("step-*.ckpt"), key=checkpoint_step)
-        pick = steps[-cfg.checkpoint.average_last :] if cfg.checkpoint.average_last > 0 else []
+        n_steps = len(list(exp.glob("step-*.ckpt")))
+        n_avg = min(cfg.checkpoint.average_last, n_steps)
+        pick = select_checkpoints(exp, last=n_avg) if n_avg > 0 else []
         averaged = average_checkpoints(pick or [last], exp / "averaged.pt")
         final = average_checkpoints([last], exp / "final.pt")  # last weights, our format
         if cfg.mlflow.enabled and logger and logger.run_id:

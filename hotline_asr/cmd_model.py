@@ -65,12 +65,12 @@ def train(
         result = train_recipe(recipe, overrides, exp_dir=exp_dir)
     except (FileNotFoundError, ValueError) as e:
         raise _fail(str(e)) from e
+    if result.worker:  # another process of a DDP run: the main process reports
+        return
     for st in result.stages:
         r = st.result
         if st.skipped:
             typer.echo(f"{st.name}: done earlier ({st.exp_dir})")
-            continue
-        if r.averaged is None:  # DDP worker processes print nothing
             continue
         typer.echo(
             (f"{st.name}: " if len(result.stages) > 1 else "")

@@ -48,3 +48,46 @@ def test_two_process_ddp_run(neural_voice: Path, tmp_path: Path):
     run = client.get_run(run_id)
     assert run.data.params["trainer.devices"] == "2"
     assert len(client.get_metric_history(run_id, "train/loss")) == 3
+
+
+@pytest.mark.slow
+def test_two_process_ddp_runs_a_staged_recipe(neural_voice: Path, tmp_path: Path):
+    """Both processes walk the stages together: each stage is one DDP run, the second starts
+    from the first's average and the third carries on the second's run."""
+    from training.lightning.smoke import make_smoke_corpus, write_smoke_recipe
+
+    corpus = make_smoke_corpus(neural_voice / "train", neural_voice / "dev", tmp_path / "c", 6, 2)
+    stages = [
+        {"name": "a", "set": {"trainer.max_steps": 2}},
+        {"name": "b", "init_from": "a", "set": {"trainer.max_steps": 2}},
+        {"name": "c", "resume_from": "b", "set": {"trainer.max_steps": 3}},
+    ]
+    recipe = write_smoke_recipe(
+        tmp_path / "recipe", corpus, {"data": {"max_duration": 4}, "stages": stages}
+    )
+    cli = Path(sys.executable).parent / "hotline-asr"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [str(cli), "train", "--recipe", str(recipe), "--devices", "2"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    # one process group for the whole recipe; both processes train every stage
+    assert out.count("GLOBAL_RANK: 1, MEMBER: 2/2") == 1, out[-3000:]
+    for name in "abc":
+        assert out.count(f"stage {name}: training in") == 2, out[-3000:]
+    assert out.count("recipe done:") == 1  # the worker reports nothing
+    exp = recipe / "exp"
+    steps = {}
+    for name in "abc":
+        ck = torch.load(exp / name / "last.ckpt", map_location="cpu", weights_only=False)
+        steps[name] = ck["global_step"]
+        assert (exp / name / "done.json").is_file()
+    assert steps == {"a": 2, "b": 2, "c": 3}
+    assert f"recipe done: {exp / 'averaged.pt'}" in out
+    assert (exp / "averaged.pt").read_bytes() == (exp / "c" / "averaged.pt").read_bytes()

@@ -115,6 +115,8 @@ def test_stages_run_in_order_and_resume(corpus, tmp_path: Path):
         ([{"name": "a"}, {"name": "b", "init_from": "a", "resume_from": "a"}], "not both"),
         ([{"name": "../x"}], "folder-safe"),
         ([{"name": "a", "sett": {}}], "unknown key"),
+        ([{"name": "a", "rewrite_joiner_from_ctc": "yes"}], "a positive number"),
+        ([{"name": "a", "rewrite_joiner_from_ctc": 0}], "a positive number"),
         ([{"name": "a"}, {"name": "b", "set": {"optim.base_lrr": 0.1}}], "stage 'b'"),
         (
             [
@@ -164,3 +166,37 @@ def test_cli_reports_each_stage(corpus, tmp_path: Path):
     bad = _recipe(tmp_path / "bad", corpus, [{"name": "x", "init_from": "y"}])
     out = CliRunner().invoke(app, ["train", "--recipe", str(bad)])
     assert out.exit_code == 1 and "not an earlier stage" in out.output
+
+
+def test_a_stage_can_end_by_rewriting_its_joiner_from_the_ctc_head(corpus, tmp_path: Path):
+    """As the baseline's last stage: the stage's model is its trained average with the joiner
+    rewritten from the CTC head; the trained average is kept beside it."""
+    from training.model.ctc_joiner import rewrite_model_file
+    from training.stages import train_recipe
+
+    stages = [
+        {"name": "a", "set": {"trainer.max_steps": 2}},
+        {
+            "name": "b",
+            "init_from": "a",
+            "set": {"trainer.max_steps": 2},
+            "rewrite_joiner_from_ctc": 0.2,
+        },
+    ]
+    recipe = _recipe(tmp_path, corpus, stages)
+    exp = recipe / "exp"
+    result = train_recipe(recipe)
+    assert result.averaged == exp / "averaged.pt"
+    trained = exp / "b" / "averaged-trained.pt"
+    assert trained.is_file() and not (exp / "a" / "averaged-trained.pt").exists()
+    want = rewrite_model_file(trained, tmp_path / "want.pt", 0.2)
+
+    def weights(p: Path) -> dict:
+        return torch.load(p, map_location="cpu", weights_only=False)["state_dict"]
+
+    got, ref, before = weights(exp / "averaged.pt"), weights(want), weights(trained)
+    assert got.keys() == ref.keys()
+    assert all(torch.equal(got[k], ref[k]) for k in got)
+    joiner = [k for k in got if k.startswith("joiner.")]
+    assert joiner and any(not torch.equal(got[k], before[k]) for k in joiner)
+    assert all(torch.equal(got[k], before[k]) for k in got if k.startswith("encoder."))

@@ -63,6 +63,15 @@ def test_recipes_parse_and_overrides_apply():
     for st in stages:
         sc = load_recipe(ft_dir, stage_overrides(st, ft_dir / "exp", [], None))
         assert (sc.model.chunk_size[0], sc.model.left_context_frames[0]) == served
+    # the baseline's history, as stages: each builds; the last two end with the joiner rewrite
+    synth_dir = root / "recipes" / "zipformer_synth"
+    synth = parse_stages(cfg.stages)
+    assert [s.name for s in synth] == ["ctc", "modified", "ctc_joiner", "cooldown"]
+    assert [s.rewrite_joiner_from_ctc for s in synth] == [None, None, 0.2, 0.2]
+    check_stages(synth_dir, synth, synth_dir / "exp", [])
+    last = load_recipe(synth_dir, stage_overrides(synth[-1], synth_dir / "exp", [], None))
+    assert last.init.checkpoint == str(synth_dir / "exp" / "ctc_joiner" / "averaged.pt")
+    assert (last.optim.base_lr, last.trainer.max_steps) == (0.008, 2194)
     stage2 = load_recipe(
         root / "recipes" / "zipformer_synth",
         ["init.joiner_from_ctc=0.2", "loss.context_mask_prob=0.1", "loss.rnnt_type=modified"],

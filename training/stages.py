@@ -16,6 +16,10 @@ overrides::
   optimizer, new learning-rate schedule, step 0.
 - ``resume_from: S`` continues stage S's last checkpoint (step, epoch, optimizer, schedule), so
   its ``trainer.max_epochs`` / ``max_steps`` count from the start of S's run and must be larger.
+- ``rewrite_joiner_from_ctc: 0.2`` rewrites the joiner of the stage's ``averaged.pt`` from its
+  CTC head once the stage has trained (as ``hotline-asr joiner-from-ctc`` does), for models whose
+  trained joiner decodes worse than their head; the trained average stays as
+  ``averaged-trained.pt``.
 
 Each stage trains in ``<exp>/<name>/`` as its own MLflow run (run name ``<recipe>/<name>``). A stage
 that reaches its ``max_epochs`` / ``max_steps`` writes ``done.json`` there and is skipped when the
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shutil
 import time
@@ -51,6 +56,7 @@ class Stage:
     init_from: str | None = None
     resume_from: str | None = None
     set: dict[str, Any] = field(default_factory=dict)
+    rewrite_joiner_from_ctc: float | None = None
 
 
 @dataclass
@@ -67,6 +73,9 @@ class RecipeResult:
     stages: list[StageResult]
     averaged: Path | None  # <exp>/averaged.pt once every stage is done
     stopped: str | None = None  # why it stopped before the last stage, if it did
+    # another process of a DDP run: it trained each stage alongside the main process, which
+    # wrote the checkpoints, averages and done.json files
+    worker: bool = False
 
 
 def parse_stages(raw: list[Any], where: str = "stages") -> list[Stage]:
@@ -103,7 +112,15 @@ def parse_stages(raw: list[Any], where: str = "stages") -> list[Stage]:
             raise ValueError(f"{at} ({name}).set must map dotted keys to values, got {sets!r}")
         if any(str(k).split(".")[0] == "stages" for k in sets):
             raise ValueError(f"{at} ({name}).set cannot change the stages themselves")
-        stages.append(Stage(name, init_from, resume_from, dict(sets)))
+        rewrite = item.get("rewrite_joiner_from_ctc")
+        if rewrite is not None and (
+            isinstance(rewrite, bool) or not isinstance(rewrite, int | float) or rewrite <= 0
+        ):
+            raise ValueError(
+                f"{at} ({name}).rewrite_joiner_from_ctc is the encoder scale of the rewritten "
+                f"joiner, a positive number such as 0.2; got {rewrite!r}"
+            )
+        stages.append(Stage(name, init_from, resume_from, dict(sets), rewrite))
     return stages
 
 
@@ -148,12 +165,31 @@ def check_stages(recipe_dir: Path, stages: list[Stage], exp: Path, overrides: li
                 )
 
 
+def _is_worker() -> bool:
+    """True in the processes other than the main one of a DDP run. Lightning starts them with
+    ``LOCAL_RANK`` set; they run the same command and walk the same stages."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() != 0
+    return int(os.environ.get("LOCAL_RANK", "0")) != 0
+
+
+def _barrier() -> None:
+    """Wait for every process of a DDP run (a no-op in a single process): the workers must not
+    read a stage's files before the main process has written them."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
 def _start_from_stage(stage: Stage, exp: Path, here: Path) -> None:
     """For ``resume_from``: seed the stage folder with the earlier stage's last checkpoint (only
     when the stage has none of its own yet, i.e. on its first start)."""
     from training.train import find_resume_checkpoint
 
-    if not stage.resume_from or find_resume_checkpoint(here) is not None:
+    if _is_worker() or not stage.resume_from or find_resume_checkpoint(here) is not None:
         return
     src = exp / stage.resume_from / "last.ckpt"
     if not src.is_file():
@@ -162,6 +198,17 @@ def _start_from_stage(stage: Stage, exp: Path, here: Path) -> None:
             f"delete {exp / stage.resume_from} and run the recipe again"
         )
     shutil.copyfile(src, here / "last.ckpt")
+
+
+def _rewrite_joiner(averaged: Path, scale: float) -> None:
+    """Replace ``averaged`` by its joiner-from-CTC rewrite, keeping the trained average beside
+    it. Safe to repeat: a finished stage run again re-averages its checkpoints first."""
+    from training.model.ctc_joiner import rewrite_model_file
+
+    trained = averaged.with_name("averaged-trained.pt")
+    shutil.copyfile(averaged, trained)
+    rewrite_model_file(trained, averaged, scale)
+    log.info("joiner of %s rewritten from its CTC head (scale %s)", averaged, scale)
 
 
 def _why_stopped(result) -> str | None:
@@ -190,7 +237,9 @@ def train_recipe(
     if not cfg.stages:
         result = train(recipe_dir, overrides, root, exp, extra_callbacks)
         one = StageResult(cfg.name, exp, False, result)
-        return RecipeResult(exp, [one], result.averaged, _why_stopped(result))
+        return RecipeResult(
+            exp, [one], result.averaged, _why_stopped(result), worker=result.averaged is None
+        )
     stages = parse_stages(cfg.stages)
     check_stages(recipe_dir, stages, exp, overrides)
     budget = cfg.trainer.max_time_minutes
@@ -213,6 +262,7 @@ def train_recipe(
                 return RecipeResult(exp, done, None, f"--max-time spent before stage {st.name}")
         here.mkdir(parents=True, exist_ok=True)
         _start_from_stage(st, exp, here)
+        _barrier()
         log.info("stage %s: training in %s", st.name, here)
         result = train(
             recipe_dir,
@@ -223,10 +273,16 @@ def train_recipe(
             run_name=f"{cfg.name}/{st.name}",
         )
         done.append(StageResult(st.name, here, False, result))
-        if result.averaged is None:  # not the main process of a DDP run
-            return RecipeResult(exp, done, None, "not the main process")
+        if result.averaged is None:  # a DDP worker: wait for the main process's files
+            _barrier()
+            if not result.completed:
+                return RecipeResult(exp, done, None, _why_stopped(result), worker=True)
+            continue
         if not result.completed:
+            _barrier()
             return RecipeResult(exp, done, None, f"stage {st.name}: {_why_stopped(result)}")
+        if st.rewrite_joiner_from_ctc is not None:
+            _rewrite_joiner(result.averaged, st.rewrite_joiner_from_ctc)
         (here / DONE_FILE).write_text(
             json.dumps(
                 {
@@ -240,6 +296,9 @@ def train_recipe(
             )
             + "\n"
         )
+        _barrier()
+    if _is_worker():
+        return RecipeResult(exp, done, None, worker=True)
     product = exp / "averaged.pt"
     shutil.copyfile(exp / stages[-1].name / "averaged.pt", product)
     return RecipeResult(exp, done, product)

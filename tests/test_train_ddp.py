@@ -68,7 +68,8 @@ def test_two_process_ddp_runs_a_staged_recipe(neural_voice: Path, tmp_path: Path
     cli = Path(sys.executable).parent / "hotline-asr"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [str(cli), "train", "--recipe", str(recipe), "--devices", "2"],
+        # with a time budget: the processes agree on the time left before each stage
+        [str(cli), "train", "--recipe", str(recipe), "--devices", "2", "--max-time", "30"],
         cwd=REPO,
         env=env,
         capture_output=True,

@@ -184,6 +184,17 @@ def _barrier() -> None:
         dist.barrier()
 
 
+def _from_main(value: Any) -> Any:
+    """The main process's ``value`` in every process of a DDP run (``value`` itself in one)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+    return value
+
+
 def _start_from_stage(stage: Stage, exp: Path, here: Path) -> None:
     """For ``resume_from``: seed the stage folder with the earlier stage's last checkpoint (only
     when the stage has none of its own yet, i.e. on its first start)."""
@@ -257,9 +268,11 @@ def train_recipe(
             continue
         left = None
         if budget is not None:
-            left = budget - (time.monotonic() - started) / 60.0
+            # the main process's clock decides for all: a worker started later
+            left = _from_main(budget - (time.monotonic() - started) / 60.0)
             if left <= 0.05:
-                return RecipeResult(exp, done, None, f"--max-time spent before stage {st.name}")
+                why = f"--max-time spent before stage {st.name}"
+                return RecipeResult(exp, done, None, why, worker=_is_worker())
         here.mkdir(parents=True, exist_ok=True)
         _start_from_stage(st, exp, here)
         _barrier()

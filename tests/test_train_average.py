@@ -36,8 +36,7 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _ckpt_model(path: Path) -> dict[str, torch.Tensor]:
-    sd = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
-    return {k[6:]: v for k, v in sd.items() if k.startswith("model.")}
+    return {k[6:]: v for k, v in _weights(path).items() if k.startswith("model.")}
 
 
 def _average(*args: str) -> tuple[int, str]:

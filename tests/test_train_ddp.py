@@ -13,6 +13,23 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _train_two_processes(recipe: Path, *args: str) -> str:
+    """``hotline-asr train --recipe RECIPE --devices 2 ARGS`` in a subprocess, as a user runs it;
+    returns its output once it has exited cleanly."""
+    cli = Path(sys.executable).parent / "hotline-asr"
+    proc = subprocess.run(
+        [str(cli), "train", "--recipe", str(recipe), "--devices", "2", *args],
+        cwd=REPO,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    return out
+
+
 @pytest.mark.slow
 def test_two_process_ddp_run(neural_voice: Path, tmp_path: Path):
     from training.lightning.smoke import make_smoke_corpus, write_smoke_recipe
@@ -24,18 +41,7 @@ def test_two_process_ddp_run(neural_voice: Path, tmp_path: Path):
         corpus,
         {"data": {"max_duration": 4}, "mlflow": {"enabled": True, "uri": store}},
     )
-    cli = Path(sys.executable).parent / "hotline-asr"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [str(cli), "train", "--recipe", str(recipe), "--devices", "2", "--max-steps", "3"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-3000:]
+    out = _train_two_processes(recipe, "--max-steps", "3")
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in out and "distributed_backend=gloo" in out
     last = torch.load(recipe / "exp" / "last.ckpt", map_location="cpu", weights_only=False)
     assert last["global_step"] == 3
@@ -65,19 +71,8 @@ def test_two_process_ddp_runs_a_staged_recipe(neural_voice: Path, tmp_path: Path
     recipe = write_smoke_recipe(
         tmp_path / "recipe", corpus, {"data": {"max_duration": 4}, "stages": stages}
     )
-    cli = Path(sys.executable).parent / "hotline-asr"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        # with a time budget: the processes agree on the time left before each stage
-        [str(cli), "train", "--recipe", str(recipe), "--devices", "2", "--max-time", "30"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-3000:]
+    # with a time budget: the processes agree on the time left before each stage
+    out = _train_two_processes(recipe, "--max-time", "30")
     # one process group for the whole recipe; both processes train every stage
     assert out.count("GLOBAL_RANK: 1, MEMBER: 2/2") == 1, out[-3000:]
     for name in "abc":

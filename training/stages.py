@@ -165,12 +165,18 @@ def check_stages(recipe_dir: Path, stages: list[Stage], exp: Path, overrides: li
                 )
 
 
+def _group():
+    """``torch.distributed`` while a DDP run's process group is up, else None."""
+    import torch.distributed as dist
+
+    return dist if dist.is_available() and dist.is_initialized() else None
+
+
 def _is_worker() -> bool:
     """True in the processes other than the main one of a DDP run. Lightning starts them with
     ``LOCAL_RANK`` set; they run the same command and walk the same stages."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
+    dist = _group()
+    if dist is not None:
         return dist.get_rank() != 0
     return int(os.environ.get("LOCAL_RANK", "0")) != 0
 
@@ -178,21 +184,19 @@ def _is_worker() -> bool:
 def _barrier() -> None:
     """Wait for every process of a DDP run (a no-op in a single process): the workers must not
     read a stage's files before the main process has written them."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
+    dist = _group()
+    if dist is not None:
         dist.barrier()
 
 
 def _from_main(value: Any) -> Any:
     """The main process's ``value`` in every process of a DDP run (``value`` itself in one)."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        box = [value]
-        dist.broadcast_object_list(box, src=0)
-        return box[0]
-    return value
+    dist = _group()
+    if dist is None:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def _start_from_stage(stage: Stage, exp: Path, here: Path) -> None:
@@ -248,9 +252,7 @@ def train_recipe(
     if not cfg.stages:
         result = train(recipe_dir, overrides, root, exp, extra_callbacks)
         one = StageResult(cfg.name, exp, False, result)
-        return RecipeResult(
-            exp, [one], result.averaged, _why_stopped(result), worker=result.averaged is None
-        )
+        return RecipeResult(exp, [one], result.averaged, _why_stopped(result), worker=_is_worker())
     stages = parse_stages(cfg.stages)
     check_stages(recipe_dir, stages, exp, overrides)
     budget = cfg.trainer.max_time_minutes
@@ -286,32 +288,34 @@ def train_recipe(
             run_name=f"{cfg.name}/{st.name}",
         )
         done.append(StageResult(st.name, here, False, result))
-        if result.averaged is None:  # a DDP worker: wait for the main process's files
-            _barrier()
-            if not result.completed:
-                return RecipeResult(exp, done, None, _why_stopped(result), worker=True)
-            continue
+        worker = _is_worker()
+        if result.completed and not worker:
+            _finish_stage(st, here, result)
+        _barrier()  # the workers go on once the main process has written the stage's files
         if not result.completed:
-            _barrier()
-            return RecipeResult(exp, done, None, f"stage {st.name}: {_why_stopped(result)}")
-        if st.rewrite_joiner_from_ctc is not None:
-            _rewrite_joiner(result.averaged, st.rewrite_joiner_from_ctc)
-        (here / DONE_FILE).write_text(
-            json.dumps(
-                {
-                    "stage": st.name,
-                    "global_step": result.global_step,
-                    "averaged": str(result.averaged),
-                    "mlflow_run_id": result.mlflow_run_id,
-                    "finished": datetime.now(UTC).isoformat(timespec="seconds"),
-                },
-                indent=1,
-            )
-            + "\n"
-        )
-        _barrier()
+            why = f"stage {st.name}: {_why_stopped(result)}"
+            return RecipeResult(exp, done, None, why, worker=worker)
     if _is_worker():
         return RecipeResult(exp, done, None, worker=True)
     product = exp / "averaged.pt"
     shutil.copyfile(exp / stages[-1].name / "averaged.pt", product)
     return RecipeResult(exp, done, product)
+
+
+def _finish_stage(st: Stage, here: Path, result) -> None:
+    """After a stage reached its end: the joiner rewrite if it asks for one, then done.json."""
+    if st.rewrite_joiner_from_ctc is not None:
+        _rewrite_joiner(result.averaged, st.rewrite_joiner_from_ctc)
+    (here / DONE_FILE).write_text(
+        json.dumps(
+            {
+                "stage": st.name,
+                "global_step": result.global_step,
+                "averaged": str(result.averaged),
+                "mlflow_run_id": result.mlflow_run_id,
+                "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+            },
+            indent=1,
+        )
+        + "\n"
+    )

@@ -269,8 +269,8 @@ def find_resume_checkpoint(exp_dir: Path) -> Path | None:
 def select_checkpoints(
     exp_dir: Path, last: int | None = None, steps: list[int] | None = None
 ) -> list[Path]:
-    """The ``step-*.ckpt`` files of a run to average: the ``last`` N by step (what ``train``
-    averages with ``checkpoint.average_last``) or exactly those at ``steps``."""
+    """The ``step-*.ckpt`` files of a run to average: the ``last`` N by step (as ``train`` picks
+    them for ``checkpoint.average_last``) or exactly those at ``steps``."""
     if (last is None) == (steps is None):
         raise ValueError("give either the number of last checkpoints or a list of steps")
     found = sorted(exp_dir.glob("step-*.ckpt"), key=checkpoint_step)
@@ -523,9 +523,8 @@ def train(
         trainer.save_checkpoint(last)
     averaged = final = None
     if trainer.is_global_zero:
-        n_steps = len(list(exp.glob("step-*.ckpt")))
-        n_avg = min(cfg.checkpoint.average_last, n_steps)
-        pick = select_checkpoints(exp, last=n_avg) if n_avg > 0 else []
+        steps = sorted(exp.glob("step-*.ckpt"), key=checkpoint_step)
+        pick = steps[-cfg.checkpoint.average_last :] if cfg.checkpoint.average_last > 0 else []
         averaged = average_checkpoints(pick or [last], exp / "averaged.pt")
         final = average_checkpoints([last], exp / "final.pt")  # last weights, our format
         if cfg.mlflow.enabled and logger and logger.run_id:

@@ -31,6 +31,7 @@ _COMMANDS: list[tuple[typer.Typer, str, str, str]] = [
     (data_app, "stats", "cmd_data", "stats"),
     (app, "train", "cmd_model", "train"),
     (app, "eval", "cmd_model", "eval_"),
+    (app, "compare", "cmd_compare", "compare"),
     (app, "average", "cmd_model", "average"),
     (app, "joiner-from-ctc", "cmd_model", "joiner_from_ctc"),
     (app, "info", "cmd_model", "info"),

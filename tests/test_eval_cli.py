@@ -252,3 +252,38 @@ def test_eval_max_sym_per_frame_is_checked_and_reaches_greedy_search(corpus, ice
     assert code == 0, out
     assert json.loads(out)["options"]["max_sym_per_frame"] == 4  # greedy_search's own test:
     # tests/test_decode.py (several symbols on one frame)
+
+
+def test_eval_reports_an_interval_and_compare_pairs_two_reports(
+    corpus, icefall_fixture: Path, tmp_path
+):
+    model = str(icefall_fixture / "epoch-99.pt")
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    code, out = _eval("--model", model, "--data", str(corpus.kaldi_dev), "--output", str(a))
+    assert code == 0 and "95 % interval" in out, out
+    code, out = _eval(
+        "--model", model, "--data", str(corpus.kaldi_dev), "--output", str(b), "--method", "beam"
+    )
+    assert code == 0, out
+    ra, rb = json.loads(a.read_text("utf-8")), json.loads(b.read_text("utf-8"))
+    i = ra["interval"]
+    assert i["utts"] == 3 and i["low"] <= ra["overall"]["cer"] <= i["high"]
+
+    result = CliRunner().invoke(app, ["compare", str(a), str(b), "--json"])
+    assert result.exit_code == 0, result.output
+    cmp = json.loads(result.output)
+    assert cmp["errors_a"] == ra["overall"]["errors"] and cmp["errors_b"] == rb["overall"]["errors"]
+    assert cmp["diff"] == pytest.approx(rb["overall"]["cer"] - ra["overall"]["cer"], abs=1e-5)
+    assert cmp["low"] <= cmp["diff"] <= cmp["high"]
+
+    same = CliRunner().invoke(app, ["compare", str(a), str(a)])
+    assert same.exit_code == 0 and "+0.00 points" in same.output and "no difference" in same.output
+
+    bad = tmp_path / "bad.json"
+    bad.write_text("not json", encoding="utf-8")
+    for args, message in (
+        ([str(a), str(tmp_path / "none.json")], "not found"),
+        ([str(a), str(bad)], "is not JSON"),
+    ):
+        r = CliRunner().invoke(app, ["compare", *args])
+        assert r.exit_code == 1 and message in r.output, r.output

@@ -30,6 +30,7 @@ __all__ = [
     "hotword_recall",
     "pinyin_units",
     "score",
+    "score_one",
 ]
 
 
@@ -238,6 +239,8 @@ class ScoreReport:
     # with ``score(..., pinyin=True)``: the same totals counted over pinyin syllables
     pinyin: PinyinCounts | None = None
     pinyin_slices: dict[str, dict[str, PinyinCounts]] | None = None
+    # the overall CER's bootstrap interval over utterances (training.significance.CerInterval)
+    interval: Any = None
 
     @property
     def cer(self) -> float:
@@ -249,6 +252,8 @@ class ScoreReport:
             "slices": _tables_to_dict(self.slices),
             "worst": [u.to_dict() for u in self.worst],
         }
+        if self.interval is not None:
+            out["interval"] = self.interval.to_dict()
         if self.pinyin is not None:
             out["pinyin"] = {
                 "overall": self.pinyin.to_dict(),
@@ -268,6 +273,13 @@ class ScoreReport:
             f"CER {100 * o.cer:.2f}%  ({o.utts} utts, {o.ref_chars} ref chars: "
             f"{o.sub} sub, {o.del_} del, {o.ins} ins)"
         ]
+        if self.interval is not None:
+            i = self.interval
+            lines.append(
+                f"{100 * i.level:.0f} % interval {100 * i.low:.2f}-{100 * i.high:.2f}% "
+                f"(bootstrap over the {i.utts} utterances; compare two models with "
+                "`hotline-asr compare`)"
+            )
         if self.pinyin is not None:
             lines.append(
                 f"pinyin syllable errors {100 * self.pinyin.toned.cer:.2f}% with tone, "
@@ -309,7 +321,8 @@ def _ljust(s: str, width: int) -> str:
     return s + " " * max(0, width - _width(s))
 
 
-def _score_one(utt: ScoredUtt, normalize_text: bool, pinyin: bool) -> UttResult:
+def score_one(utt: ScoredUtt, normalize_text: bool = True, pinyin: bool = False) -> UttResult:
+    """Score one utterance (as ``score`` does each of its pairs)."""
     ref = normalize(utt.ref) if normalize_text else utt.ref
     hyp = normalize(utt.hyp) if normalize_text else utt.hyp
     ops = align(ref, hyp)
@@ -337,14 +350,17 @@ def score(
 ) -> ScoreReport:
     """Score utterances: overall counts, per-slice tables (``{slice: {value: ErrorCounts}}``,
     values sorted) and the ``worst_n`` utterances with most errors (ties: higher CER, then id).
-    ``pinyin=True`` also counts errors over pinyin syllables, with and without tone."""
+    ``pinyin=True`` also counts errors over pinyin syllables, with and without tone. With two
+    or more utterances the report carries the CER's 95 % bootstrap interval (seed 0)."""
+    from training.significance import cer_interval  # it imports this module
+
     overall = ErrorCounts()
     slices: dict[str, dict[str, ErrorCounts]] = {}
     py_overall = PinyinCounts() if pinyin else None
     py_slices: dict[str, dict[str, PinyinCounts]] = {}
     results: list[UttResult] = []
     for utt in pairs:
-        r = _score_one(utt, normalize_text, pinyin)
+        r = score_one(utt, normalize_text, pinyin)
         results.append(r)
         overall = overall + r.counts
         _add_to_slices(slices, r.slices, r.counts)
@@ -361,6 +377,7 @@ def score(
         worst,
         py_overall,
         _sorted_tables(py_slices) if pinyin else None,
+        cer_interval([r.counts for r in results]) if len(results) > 1 else None,
     )
 
 

@@ -127,6 +127,13 @@ def eval_(
             help="Also score pinyin syllables with and without tone: sounds, tones, homophones.",
         ),
     ] = False,
+    telephone_seed: Annotated[
+        int | None,
+        typer.Option(
+            help="Pass every utterance through a telephone channel first (8 kHz band, G.711, "
+            "noise), drawn per utterance from this seed; features come from the audio."
+        ),
+    ] = None,
     output: Annotated[Path | None, typer.Option(help="Also write the JSON report here.")] = None,
     mlflow: Annotated[
         bool, typer.Option("--mlflow", help="Log the evaluation as an MLflow run.")
@@ -153,6 +160,7 @@ def eval_(
         max_utts=max_utts,
         int8=int8,
         pinyin=pinyin,
+        telephone_seed=telephone_seed,
     )
     try:
         result = evaluate(model, data, opts, hyper_params=hyper_params)

@@ -7,6 +7,10 @@ Data: a Kaldi-style folder (``wav.scp`` + ``text``, optional ``meta.jsonl`` for 
 features computed with ``serving.features``) or a Lhotse cuts manifest (``.jsonl.gz``;
 precomputed features when present, else audio).
 
+``telephone_seed`` passes every utterance through a telephone channel first (band-limited
+8 kHz, G.711, noise: the synth corpus's channel, drawn per utterance from the seed and the
+utterance id), so clean test audio can be scored the way the hotline hears it.
+
 Torch models decode the chunk-masked ("simulated streaming") encoder output with the given chunk
 size and left context, or, with ``streaming=True``, run the real chunk-by-chunk streaming encoder.
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -47,6 +52,8 @@ class EvalOptions:
     num_threads: int = 1
     int8: bool = False  # ONNX folders: decode with the *.int8.onnx files
     pinyin: bool = False  # also score pinyin syllables, with and without tone
+    # set: every utterance passes a telephone channel drawn from (seed, utterance id) first
+    telephone_seed: int | None = None
 
 
 @dataclass
@@ -56,19 +63,26 @@ class EvalItem:
     slices: dict[str, str]
     audio: Path | None = None
     cut: Any = None  # a lhotse Cut
+    telephone_seed: int | None = None  # see EvalOptions.telephone_seed
 
     def samples(self) -> tuple[np.ndarray, int]:
         if self.cut is not None:
             audio = self.cut.load_audio()
-            return np.asarray(audio[0] if audio.ndim == 2 else audio, np.float32), int(
-                self.cut.sampling_rate
-            )
-        from serving.audio import load_audio
+            samples = np.asarray(audio[0] if audio.ndim == 2 else audio, np.float32)
+            sr = int(self.cut.sampling_rate)
+        else:
+            from serving.audio import load_audio
 
-        return load_audio(self.audio)
+            samples, sr = load_audio(self.audio)
+        if self.telephone_seed is None:
+            return samples, sr
+        from training.augment import telephone
+
+        rng = np.random.default_rng([self.telephone_seed, zlib.crc32(self.id.encode("utf-8"))])
+        return telephone(samples, sr, rng), sr
 
     def features(self) -> np.ndarray:
-        if self.cut is not None and self.cut.has_features:
+        if self.cut is not None and self.cut.has_features and self.telephone_seed is None:
             return np.asarray(self.cut.load_features(), np.float32)
         from serving.features import compute_fbank
 
@@ -365,6 +379,11 @@ def evaluate(
         items = items[: opts.max_utts]
     if not items:
         raise ValueError(f"{data_path}: no utterances to evaluate")
+    if opts.telephone_seed is not None:
+        if opts.telephone_seed < 0:
+            raise ValueError(f"telephone_seed must be 0 or more, got {opts.telephone_seed}")
+        for it in items:
+            it.telephone_seed = opts.telephone_seed
     if opts.int8 and not is_onnx_folder(Path(model_path)):
         raise ValueError(
             f"int8 decoding needs an exported ONNX folder, and {model_path} is not one; "

@@ -181,6 +181,8 @@ def eval_(
         from registry.tracking import log_evaluation
 
         o = result.report.overall
+        interval = result.report.interval
+        bounds = {"cer_low": interval.low, "cer_high": interval.high} if interval else {}
         with tempfile.TemporaryDirectory() as tmp:
             report = Path(tmp) / "eval_report.json"
             report.write_text(text, encoding="utf-8")
@@ -195,6 +197,7 @@ def eval_(
                     "ins": o.ins,
                     "ref_chars": o.ref_chars,
                     "rtf": result.rtf,
+                    **bounds,
                 },
                 [report],
             )

@@ -101,6 +101,8 @@ def test_eval_beam_hotwords_table_and_mlflow(corpus, icefall_fixture: Path, tmp_
     (run,) = client.search_runs([exp.experiment_id])
     assert run.data.params["method"] == "beam" and run.data.params["hotwords"] == "2"
     assert run.data.metrics["cer"] > 0 and run.data.metrics["ref_chars"] == 28
+    m = run.data.metrics
+    assert m["cer_low"] <= m["cer"] <= m["cer_high"]  # the 95 % bootstrap interval
     assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["eval_report.json"]
 
 

@@ -32,6 +32,11 @@ __all__ = [
 ]
 
 
+def _rounded(result: Any) -> dict[str, Any]:
+    """A result dataclass as a dict, its fractions rounded to 6 places as the eval report's."""
+    return {k: round(v, 6) if isinstance(v, float) else v for k, v in asdict(result).items()}
+
+
 @dataclass(frozen=True)
 class CerInterval:
     """A CER and the central ``level`` share of its bootstrap distribution (fractions, not %)."""
@@ -44,7 +49,7 @@ class CerInterval:
     utts: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: round(v, 6) if isinstance(v, float) else v for k, v in asdict(self).items()}
+        return _rounded(self)
 
     def format(self) -> str:
         return (
@@ -75,7 +80,7 @@ class PairedComparison:
     utts_differing: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: round(v, 6) if isinstance(v, float) else v for k, v in asdict(self).items()}
+        return _rounded(self)
 
     @property
     def significant(self) -> bool:

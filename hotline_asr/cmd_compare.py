@@ -8,20 +8,20 @@ from typing import Annotated
 
 import typer
 
-from hotline_asr.cmd_model import _fail
+from hotline_asr.errors import fail
 
 
 def _read(path: Path) -> dict:
     if not path.is_file():
-        raise _fail(f"{path} not found; write it with `hotline-asr eval ... --output {path}`")
+        raise fail(f"{path} not found; write it with `hotline-asr eval ... --output {path}`")
     try:
         data = json.loads(path.read_text("utf-8"))
     except json.JSONDecodeError as e:
-        raise _fail(
+        raise fail(
             f"{path} is not JSON ({e}); give a report from `hotline-asr eval --output`"
         ) from None
     if not isinstance(data, dict):
-        raise _fail(f"{path} holds no eval report; give a report from `hotline-asr eval --output`")
+        raise fail(f"{path} holds no eval report; give a report from `hotline-asr eval --output`")
     return data
 
 
@@ -41,7 +41,7 @@ def compare(
     try:
         result = compare_reports(ra, rb, level, resamples, seed, names=(str(a), str(b)))
     except ValueError as e:
-        raise _fail(str(e)) from None
+        raise fail(str(e)) from None
     if json_:
         typer.echo(json.dumps({"a": str(a), "b": str(b), **result.to_dict()}, indent=2))
     else:

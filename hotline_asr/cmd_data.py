@@ -8,17 +8,14 @@ from typing import Annotated
 
 import typer
 
+from hotline_asr.errors import fail
+
 
 def _split_list(values: list[str] | None) -> list[str] | None:
     if not values:
         return None
     out = [s for v in values for s in v.split(",") if s]
     return out or None
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code=1)
 
 
 def import_(
@@ -61,7 +58,7 @@ def import_(
             jobs=jobs,
         )
     except (CorpusError, FileNotFoundError, ValueError) as e:
-        raise _fail(str(e)) from None
+        raise fail(str(e)) from None
     for r in reports:
         desens = ", ".join(f"{k} {v}" for k, v in r.desensitized.items()) or "none"
         typer.echo(
@@ -96,7 +93,7 @@ def fbank(
             corpus, manifests=manifests, out=out, jobs=jobs, splits=_split_list(splits)
         )
     except (FileNotFoundError, ValueError, RuntimeError) as e:
-        raise _fail(str(e)) from None
+        raise fail(str(e)) from None
     for r in results:
         speed = r.hours * 3600 / r.seconds if r.seconds else float("inf")
         typer.echo(
@@ -127,7 +124,7 @@ def stats(
         char_list = read_char_list(chars) if chars else None
         rows = corpus_stats(manifests, corpus, char_list)
     except (FileNotFoundError, ValueError) as e:
-        raise _fail(str(e)) from None
+        raise fail(str(e)) from None
     if as_json:
         typer.echo(json.dumps(to_json_tree(rows), ensure_ascii=False, indent=2))
     else:

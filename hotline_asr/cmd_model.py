@@ -7,12 +7,8 @@ from typing import Annotated
 
 import typer
 
+from hotline_asr.errors import fail
 from training.served import SERVED_CHUNK_SIZE, SERVED_LEFT_CONTEXT
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code=1)
 
 
 def train(
@@ -64,7 +60,7 @@ def train(
     try:
         result = train_recipe(recipe, overrides, exp_dir=exp_dir)
     except (FileNotFoundError, ValueError) as e:
-        raise _fail(str(e)) from e
+        raise fail(str(e)) from e
     if result.worker:  # another process of a DDP run: the main process reports
         return
     for st in result.stages:
@@ -146,7 +142,7 @@ def eval_(
     words: list[str] = []
     if hotwords is not None:
         if not hotwords.is_file():
-            raise _fail(f"hot-word file {hotwords} not found")
+            raise fail(f"hot-word file {hotwords} not found")
         words = [w.strip() for w in hotwords.read_text("utf-8").splitlines() if w.strip()]
     opts = EvalOptions(
         method=method,
@@ -165,7 +161,7 @@ def eval_(
     try:
         result = evaluate(model, data, opts, hyper_params=hyper_params)
     except (FileNotFoundError, ValueError) as e:
-        raise _fail(str(e)) from e
+        raise fail(str(e)) from e
     text = result.to_json()
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -221,17 +217,17 @@ def average(
     from training.train import average_checkpoints, select_checkpoints
 
     if not exp_dir.is_dir():
-        raise _fail(f"{exp_dir} is not a folder; give a run's folder such as exp/joiner")
+        raise fail(f"{exp_dir} is not a folder; give a run's folder such as exp/joiner")
     wanted: list[int] | None = None
     if steps is not None:
         try:
             wanted = [int(x) for x in steps.split(",") if x.strip()]
         except ValueError:
-            raise _fail(f"--steps takes step numbers separated by commas, got {steps!r}") from None
+            raise fail(f"--steps takes step numbers separated by commas, got {steps!r}") from None
     try:
         picked = select_checkpoints(exp_dir, last=last, steps=wanted)
     except ValueError as e:
-        raise _fail(str(e)) from None
+        raise fail(str(e)) from None
     average_checkpoints(picked, out)
     typer.echo(f"wrote {out}: the average of {', '.join(p.name for p in picked)}")
 
@@ -248,11 +244,11 @@ def joiner_from_ctc(
     from training.model.ctc_joiner import rewrite_model_file
 
     if not model.is_file():
-        raise _fail(f"{model} does not exist; give a model file such as exp/averaged.pt")
+        raise fail(f"{model} does not exist; give a model file such as exp/averaged.pt")
     try:
         rewrite_model_file(model, out, scale)
     except ValueError as e:
-        raise _fail(str(e)) from None
+        raise fail(str(e)) from None
     typer.echo(f"wrote {out} (joiner from the CTC head of {model}, scale {scale})")
 
 
@@ -273,14 +269,14 @@ def info(
     from training.train import read_init_checkpoint
 
     if model.is_dir():
-        raise _fail(
+        raise fail(
             f"{model} is a folder; `info` reads a torch model file (an ONNX export's "
             "sizes are its files' sizes)"
         )
     try:
         init = read_init_checkpoint(model, hyper_params)
     except (FileNotFoundError, ValueError) as e:
-        raise _fail(str(e)) from e
+        raise fail(str(e)) from e
     config = init.config.to_dict()
     size = count_parameters(Transducer(init.config))
     if json_:

@@ -17,8 +17,10 @@ data_app = typer.Typer(
     help="Make, import, featurize and describe speech data.", no_args_is_help=True
 )
 text_app = typer.Typer(help="Text normalization and desensitization.", no_args_is_help=True)
+lm_app = typer.Typer(help="Character n-gram language models for beam search.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(text_app, name="text")
+app.add_typer(lm_app, name="lm")
 
 # (typer app, command name, module under hotline_asr, function name)
 _COMMANDS: list[tuple[typer.Typer, str, str, str]] = [
@@ -37,6 +39,7 @@ _COMMANDS: list[tuple[typer.Typer, str, str, str]] = [
     (app, "info", "cmd_model", "info"),
     (app, "export", "cmd_export", "export"),
     (app, "transcribe", "cmd_serve", "transcribe"),
+    (lm_app, "build", "cmd_lm", "build"),
 ]
 
 

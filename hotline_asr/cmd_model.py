@@ -109,6 +109,11 @@ def eval_(
         Path | None, typer.Option(help="Hot words, one per line (needs --method beam).")
     ] = None,
     hotword_score: Annotated[float, typer.Option(help="Bonus per hot-word token.")] = 1.5,
+    lm: Annotated[
+        Path | None,
+        typer.Option(help="Character n-gram ARPA fused into beam search (`hotline-asr lm build`)."),
+    ] = None,
+    lm_scale: Annotated[float, typer.Option(help="Weight of the LM's context gain.")] = 0.3,
     hyper_params: Annotated[
         Path | None, typer.Option(help="icefall hyper-params.json (default: beside the model).")
     ] = None,
@@ -153,6 +158,8 @@ def eval_(
         streaming=streaming,
         hotwords=words,
         hotword_score=hotword_score,
+        lm=str(lm) if lm is not None else None,
+        lm_scale=lm_scale,
         max_utts=max_utts,
         int8=int8,
         pinyin=pinyin,

@@ -40,6 +40,11 @@ def transcribe(
         Path | None, typer.Option(help="File with one hot word per line; beam search only.")
     ] = None,
     hotwords_score: Annotated[float, typer.Option(help="Bonus per hot-word token.")] = 1.5,
+    lm: Annotated[
+        Path | None,
+        typer.Option(help="Character n-gram ARPA fused into beam search (`hotline-asr lm build`)."),
+    ] = None,
+    lm_scale: Annotated[float, typer.Option(help="Weight of the LM's context gain.")] = 0.3,
     int8: Annotated[bool, typer.Option(help="Use the *.int8.onnx files.")] = False,
     max_segment_s: Annotated[float, typer.Option(help="Longest VAD segment (s).")] = 20.0,
     max_batch_size: Annotated[int, typer.Option(help="Segments decoded together.")] = 32,
@@ -64,6 +69,14 @@ def transcribe(
         raise typer.BadParameter(
             "hot words need --decoding-method modified_beam_search", param_hint="--hotword"
         )
+    if lm is not None and decoding_method != "modified_beam_search":
+        raise typer.BadParameter(
+            "a language model needs --decoding-method modified_beam_search", param_hint="--lm"
+        )
+    if lm is not None and not lm.is_file():
+        raise typer.BadParameter(
+            f"{lm} does not exist; build one with `hotline-asr lm build`", param_hint="--lm"
+        )
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
         raise typer.BadParameter(f"no such file(s): {', '.join(missing)}", param_hint="FILES")
@@ -77,6 +90,8 @@ def transcribe(
             hotwords_score=hotwords_score,
             int8=int8,
             max_batch_size=max_batch_size,
+            lm=lm,
+            lm_scale=lm_scale,
         )
     except (FileNotFoundError, ValueError) as e:
         raise typer.BadParameter(str(e), param_hint="--model") from e

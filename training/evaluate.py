@@ -47,6 +47,9 @@ class EvalOptions:
     streaming: bool = False
     hotwords: list[str] = field(default_factory=list)
     hotword_score: float = 1.5
+    # character n-gram ARPA fused into beam search (serving.lm), and its weight
+    lm: str | None = None
+    lm_scale: float = 0.3
     batch_utts: int = 8
     max_utts: int | None = None
     num_threads: int = 1
@@ -242,6 +245,7 @@ def _decode_torch(model, tokens, items: list[EvalItem], opts: EvalOptions) -> li
     from training.decode.search import greedy_search, modified_beam_search
 
     table = TokenTable(tokens)
+    fusion = _lm_fusion(opts, table)
     graph = None
     if opts.hotwords:
         if opts.method != "beam":
@@ -268,6 +272,7 @@ def _decode_torch(model, tokens, items: list[EvalItem], opts: EvalOptions) -> li
                 beam=opts.beam,
                 context_graph=graph,
                 max_sym_per_frame=opts.max_sym_per_frame,
+                lm=fusion,
             )
             ids = [r.tokens for r in decoder.decode(feats)]
         else:
@@ -286,10 +291,19 @@ def _decode_torch(model, tokens, items: list[EvalItem], opts: EvalOptions) -> li
                 ids = ctc_greedy_ids(model, enc, enc_lens)
             else:
                 ids = modified_beam_search(
-                    model, enc, enc_lens, beam=opts.beam, context_graph=graph
+                    model, enc, enc_lens, beam=opts.beam, context_graph=graph, lm=fusion
                 )
         hyps.extend(table.decode(h) for h in ids)
     return hyps
+
+
+def _lm_fusion(opts: EvalOptions, table):
+    """The LM fusion ``opts`` asks for, over ``table``'s ids (None without ``opts.lm``)."""
+    if opts.lm is None:
+        return None
+    from serving.lm import LmFusion, NgramLM
+
+    return LmFusion(NgramLM.from_arpa(opts.lm, table), scale=opts.lm_scale)
 
 
 def ctc_greedy_ids(model, enc, enc_lens) -> list[list[int]]:
@@ -339,6 +353,8 @@ def _decode_onnx(folder: Path, items: list[EvalItem], opts: EvalOptions) -> list
         hotwords=opts.hotwords or None,
         hotwords_score=opts.hotword_score,
         int8=opts.int8,
+        lm=opts.lm,
+        lm_scale=opts.lm_scale,
     )
     hyps = []
     for it in items:
@@ -374,6 +390,15 @@ def evaluate(
             f"max_sym_per_frame={opts.max_sym_per_frame}: it must be >= 1, and above 1 only with "
             "greedy search"
         )
+    if opts.lm is not None:
+        if opts.method != "beam":
+            raise ValueError("a language model (--lm) needs --method beam")
+        if not Path(opts.lm).is_file():
+            raise FileNotFoundError(
+                f"no language model at {opts.lm}; build one with `hotline-asr lm build`"
+            )
+        if opts.lm_scale < 0:
+            raise ValueError(f"the LM scale must be >= 0, got {opts.lm_scale}")
     items = read_eval_data(data_path)
     if opts.max_utts:
         items = items[: opts.max_utts]

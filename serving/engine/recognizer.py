@@ -29,6 +29,7 @@ import numpy as np
 
 from serving.context_graph import ContextGraph
 from serving.features import FbankConfig, StreamingFbank
+from serving.lm import LmFusion, NgramLM
 from serving.tokens import TokenTable
 
 from .endpoint import EndpointConfig, which_rule
@@ -154,6 +155,8 @@ class Recognizer:
         tail_padding_s: float = 0.66,
         blank_penalty: float = 0.0,
         max_batch_size: int = 32,
+        lm: str | Path | NgramLM | None = None,
+        lm_scale: float = 0.3,
     ) -> None:
         if decoding_method not in DECODING_METHODS:
             raise ValueError(
@@ -161,6 +164,11 @@ class Recognizer:
             )
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
+        if lm is not None and decoding_method != "modified_beam_search":
+            raise ValueError(
+                "a language model needs decoding_method='modified_beam_search'; greedy search "
+                "cannot use it"
+            )
         self.model = model
         self.tokens = tokens
         self.decoding_method = decoding_method
@@ -177,7 +185,11 @@ class Recognizer:
             )
         else:
             self.search = ModifiedBeamSearch(
-                model, beam=beam, unk_id=unk, blank_penalty=blank_penalty
+                model,
+                beam=beam,
+                unk_id=unk,
+                blank_penalty=blank_penalty,
+                lm=self._lm_fusion(lm, lm_scale),
             )
         self._default_graph = self._compile_hotwords(self.hotwords)
 
@@ -195,6 +207,8 @@ class Recognizer:
         blank_penalty: float = 0.0,
         int8: bool = False,
         max_batch_size: int = 32,
+        lm: str | Path | NgramLM | None = None,
+        lm_scale: float = 0.3,
     ) -> Recognizer:
         """Load ``encoder*.onnx``, ``decoder*.onnx``, ``joiner*.onnx`` and ``tokens.txt``
         from ``folder`` (the ``*.int8.onnx`` ones with ``int8=True``)."""
@@ -211,7 +225,16 @@ class Recognizer:
             tail_padding_s=tail_padding_s,
             blank_penalty=blank_penalty,
             max_batch_size=max_batch_size,
+            lm=lm,
+            lm_scale=lm_scale,
         )
+
+    def _lm_fusion(self, lm: str | Path | NgramLM | None, scale: float) -> LmFusion | None:
+        if lm is None:
+            return None
+        if isinstance(lm, (str, Path)):
+            lm = NgramLM.from_arpa(lm, self.tokens)
+        return LmFusion(lm, scale=scale)
 
     # --- streams ----------------------------------------------------------------------------
 

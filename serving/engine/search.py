@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from serving.context_graph import ContextGraph, ContextState
+from serving.lm import LmFusion
 
 from .model import OnlineTransducerModel
 
@@ -171,6 +172,7 @@ class ModifiedBeamSearch:
         beam: int = 4,
         unk_id: int | None = None,
         blank_penalty: float = 0.0,
+        lm: LmFusion | None = None,
     ) -> None:
         if beam < 1:
             raise ValueError(f"beam must be >= 1, got {beam}")
@@ -178,6 +180,8 @@ class ModifiedBeamSearch:
         self.beam = beam
         self.unk_id = -1 if unk_id is None else unk_id
         self.blank_penalty = blank_penalty
+        self.lm = lm
+        self._skip = frozenset({0, self.unk_id})
 
     def empty(self, context_graph: ContextGraph | None = None) -> BeamState:
         c = self.model.context_size
@@ -216,16 +220,20 @@ class ModifiedBeamSearch:
             start = 0
             for b, hyps in enumerate(per_stream):
                 state = states[b]
-                block = logp[start : start + len(hyps)].reshape(-1)
+                rows = logp[start : start + len(hyps)]
                 start += len(hyps)
-                k = min(self.beam, block.size)
-                top = np.argpartition(-block, k - 1)[:k]
-                top = top[np.argsort(-block[top], kind="stable")]
+                if self.lm is not None:
+                    scores, top = self.lm.top(rows, [h.ys for h in hyps], self.beam, self._skip)
+                else:
+                    block = rows.reshape(-1)
+                    k = min(self.beam, block.size)
+                    idx = np.argpartition(-block, k - 1)[:k]
+                    idx = idx[np.argsort(-block[idx], kind="stable")]
+                    top, scores = idx.tolist(), block[idx].tolist()
                 new: dict[tuple[int, ...], Hypothesis] = {}
-                for idx in top.tolist():
+                for idx, score in zip(top, scores, strict=True):
                     parent = hyps[idx // vocab]
                     token = idx % vocab
-                    score = float(block[idx])
                     if token == 0 or token == self.unk_id:
                         hyp = Hypothesis(
                             parent.ys,

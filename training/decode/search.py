@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from serving.context_graph import ContextGraph, ContextState
+from serving.lm import LmFusion
 
 __all__ = [
     "BeamSearcher",
@@ -158,7 +159,8 @@ class BeamSearcher:
     the graph's score change to the hypothesis score, and ``results(final=True)`` applies
     ``finalize`` so unfinished phrase matches lose their running bonus. ``strict_mode=True``
     is sherpa-onnx's (and this project's ONNX engine's) matching; icefall's
-    ``modified_beam_search`` uses ``False`` (a match restarts at the root).
+    ``modified_beam_search`` uses ``False`` (a match restarts at the root). With ``lm``, each
+    hypothesis' best few tokens are rescored with the n-gram's gain (``serving.lm.LmFusion``).
     """
 
     def __init__(
@@ -170,10 +172,12 @@ class BeamSearcher:
         blank_penalty: float = 0.0,
         temperature: float = 1.0,
         strict_mode: bool = True,
+        lm: LmFusion | None = None,
     ) -> None:
         if beam < 1:
             raise ValueError(f"beam must be >= 1; got {beam}")
         self.model = model
+        self.lm = lm
         self.beam = beam
         self.graph = context_graph
         self.blank_penalty = blank_penalty
@@ -214,11 +218,15 @@ class BeamSearcher:
             start = 0
             for n in active:
                 k = len(self.beams[n])
-                scores = log_probs[start : start + k].reshape(-1)
-                top, index = scores.topk(min(self.beam, scores.numel()))
-                self.beams[n] = self._expand(
-                    flat[start : start + k], top.tolist(), index.tolist(), V, self.frames[n] + t
-                )
+                hyps = flat[start : start + k]
+                if self.lm is not None:
+                    rows = log_probs[start : start + k].float().cpu().numpy()
+                    top, index = self.lm.top(rows, [h.ys for h in hyps], self.beam, self.silent)
+                else:
+                    scores = log_probs[start : start + k].reshape(-1)
+                    best, where = scores.topk(min(self.beam, scores.numel()))
+                    top, index = best.tolist(), where.tolist()
+                self.beams[n] = self._expand(hyps, top, index, V, self.frames[n] + t)
                 start += k
         for n, length in enumerate(lens.tolist()):
             self.frames[n] += length
@@ -296,12 +304,21 @@ def modified_beam_search(
     temperature: float = 1.0,
     return_timestamps: bool = False,
     strict_mode: bool = True,
+    lm: LmFusion | None = None,
 ) -> list[list[int]] | list[DecodeResult]:
     """Batched modified beam search (one symbol per frame) over encoder output (N, T, C),
-    optionally biased toward the phrases of ``context_graph`` (see ``BeamSearcher``)."""
+    optionally biased toward the phrases of ``context_graph`` and fused with an n-gram ``lm``
+    (see ``BeamSearcher``)."""
     lens = _check_encoder(encoder_out, encoder_out_lens)
     searcher = BeamSearcher(
-        model, encoder_out.shape[0], beam, context_graph, blank_penalty, temperature, strict_mode
+        model,
+        encoder_out.shape[0],
+        beam,
+        context_graph,
+        blank_penalty,
+        temperature,
+        strict_mode,
+        lm=lm,
     )
     searcher.step(model.joiner.encoder_proj(encoder_out), lens)
     return _tokens_or_results(searcher.results(final=True), return_timestamps)

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from serving.context_graph import ContextGraph
+from serving.lm import LmFusion
 from training.decode.search import BeamSearcher, DecodeResult, GreedySearcher
 from training.served import SERVED_CHUNK_SIZE, SERVED_LEFT_CONTEXT
 
@@ -51,7 +52,7 @@ class StreamingDecoder:
       chunk_size: chunk in 50 Hz frames (after the front end), e.g. 16 (= 320 ms).
       left_context_frames: attention left context in 50 Hz frames, e.g. 64.
       method: ``"greedy"`` or ``"beam"`` (modified beam search).
-      beam, context_graph, blank_penalty, max_sym_per_frame: search options.
+      beam, context_graph, blank_penalty, max_sym_per_frame, lm: search options.
       tail_padding_frames: LOG_EPS frames appended after the end, so the last words are
         flushed out (icefall uses 30).
     """
@@ -67,11 +68,15 @@ class StreamingDecoder:
         blank_penalty: float = 0.0,
         max_sym_per_frame: int = 1,
         tail_padding_frames: int = 30,
+        lm: LmFusion | None = None,
     ) -> None:
         if method not in ("greedy", "beam"):
             raise ValueError(f"method must be 'greedy' or 'beam'; got {method!r}")
         if context_graph is not None and method != "beam":
             raise ValueError("hot words (context_graph) need method='beam'")
+        if lm is not None and method != "beam":
+            raise ValueError("language-model fusion (lm) needs method='beam'")
+        self.lm = lm
         if chunk_size < 2 or chunk_size % 2:
             raise ValueError(f"chunk_size must be a positive even number; got {chunk_size}")
         self.model = model.eval()
@@ -95,7 +100,7 @@ class StreamingDecoder:
                 self.model, batch_size, self.max_sym_per_frame, self.blank_penalty
             )
         return BeamSearcher(
-            self.model, batch_size, self.beam, self.context_graph, self.blank_penalty
+            self.model, batch_size, self.beam, self.context_graph, self.blank_penalty, lm=self.lm
         )
 
     @torch.no_grad()

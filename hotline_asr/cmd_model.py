@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from hotline_asr.errors import fail
+from serving.lm import DEFAULT_LM_SCALE
 from training.served import SERVED_CHUNK_SIZE, SERVED_LEFT_CONTEXT
 
 
@@ -113,7 +114,9 @@ def eval_(
         Path | None,
         typer.Option(help="Character n-gram ARPA fused into beam search (`hotline-asr lm build`)."),
     ] = None,
-    lm_scale: Annotated[float, typer.Option(help="Weight of the LM's context gain.")] = 0.3,
+    lm_scale: Annotated[
+        float, typer.Option(help="Weight of the LM's context gain.")
+    ] = DEFAULT_LM_SCALE,
     hyper_params: Annotated[
         Path | None, typer.Option(help="icefall hyper-params.json (default: beside the model).")
     ] = None,

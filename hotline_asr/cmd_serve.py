@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from serving.lm import DEFAULT_LM_SCALE
+
 
 def _read_hotwords(hotwords: list[str] | None, hotwords_file: Path | None) -> list[str]:
     words = [w for item in hotwords or [] for w in item.split(",") if w.strip()]
@@ -44,7 +46,9 @@ def transcribe(
         Path | None,
         typer.Option(help="Character n-gram ARPA fused into beam search (`hotline-asr lm build`)."),
     ] = None,
-    lm_scale: Annotated[float, typer.Option(help="Weight of the LM's context gain.")] = 0.3,
+    lm_scale: Annotated[
+        float, typer.Option(help="Weight of the LM's context gain.")
+    ] = DEFAULT_LM_SCALE,
     int8: Annotated[bool, typer.Option(help="Use the *.int8.onnx files.")] = False,
     max_segment_s: Annotated[float, typer.Option(help="Longest VAD segment (s).")] = 20.0,
     max_batch_size: Annotated[int, typer.Option(help="Segments decoded together.")] = 32,

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from serving.lm import DEFAULT_LM_SCALE
 from training.served import SERVED_CHUNK_SIZE, SERVED_LEFT_CONTEXT
 
 LOG_EPS = math.log(1e-10)
@@ -49,7 +50,7 @@ class EvalOptions:
     hotword_score: float = 1.5
     # character n-gram ARPA fused into beam search (serving.lm), and its weight
     lm: str | None = None
-    lm_scale: float = 0.3
+    lm_scale: float = DEFAULT_LM_SCALE
     batch_utts: int = 8
     max_utts: int | None = None
     num_threads: int = 1

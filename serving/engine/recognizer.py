@@ -29,7 +29,7 @@ import numpy as np
 
 from serving.context_graph import ContextGraph
 from serving.features import FbankConfig, StreamingFbank
-from serving.lm import LmFusion, NgramLM
+from serving.lm import DEFAULT_LM_SCALE, LmFusion, NgramLM
 from serving.tokens import TokenTable
 
 from .endpoint import EndpointConfig, which_rule
@@ -156,7 +156,7 @@ class Recognizer:
         blank_penalty: float = 0.0,
         max_batch_size: int = 32,
         lm: str | Path | NgramLM | None = None,
-        lm_scale: float = 0.3,
+        lm_scale: float = DEFAULT_LM_SCALE,
     ) -> None:
         if decoding_method not in DECODING_METHODS:
             raise ValueError(
@@ -208,7 +208,7 @@ class Recognizer:
         int8: bool = False,
         max_batch_size: int = 32,
         lm: str | Path | NgramLM | None = None,
-        lm_scale: float = 0.3,
+        lm_scale: float = DEFAULT_LM_SCALE,
     ) -> Recognizer:
         """Load ``encoder*.onnx``, ``decoder*.onnx``, ``joiner*.onnx`` and ``tokens.txt``
         from ``folder`` (the ``*.int8.onnx`` ones with ``int8=True``)."""

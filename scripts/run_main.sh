@@ -22,4 +22,6 @@ if [ ! -f "$ONNX/encoder.onnx" ]; then
   hotline-asr export "$MODEL/model.pt" "$ONNX" --no-int8
 fi
 hotline-asr data render-call --seed 7 --out "$WORK/call"
-hotline-asr transcribe --model "$ONNX" --format text "$WORK/call/call7.stereo.wav"
+# beam search with the default's character 4-gram of call sentences (models/default/README.md)
+hotline-asr transcribe --model "$ONNX" --format text --decoding-method modified_beam_search \
+  --lm "$MODEL/lm.arpa" "$WORK/call/call7.stereo.wav"

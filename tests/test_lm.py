@@ -201,3 +201,33 @@ def test_lm_build_and_eval_commands(icefall_fixture, neural_voice, tmp_path):
     assert missing.exit_code == 1 and "lm build" in missing.output
     bad = runner.invoke(app, ["lm", "build", str(tmp_path / "nothing.txt"), "--out", str(arpa)])
     assert bad.exit_code == 1 and "no text source" in bad.output
+
+
+def test_transcribe_command_takes_an_lm(icefall_fixture, tmp_path):
+    import soundfile as sf
+
+    arpa = tmp_path / "lm.arpa"
+    build_arpa(TEXTS, arpa, order=2)
+    wav = tmp_path / "a.wav"
+    rng = np.random.default_rng(3)
+    sf.write(wav, (rng.standard_normal(16000) * 0.1).astype(np.float32), 16000)
+    base = ["transcribe", "--model", str(icefall_fixture), "--lm", str(arpa)]
+    ok = CliRunner().invoke(app, [*base, "--decoding-method", "modified_beam_search", str(wav)])
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.output)["file"] == str(wav)
+    greedy = CliRunner().invoke(app, [*base, str(wav)])
+    assert greedy.exit_code != 0 and "modified_beam_search" in greedy.output
+    missing = CliRunner().invoke(
+        app,
+        [
+            "transcribe",
+            "--model",
+            str(icefall_fixture),
+            "--lm",
+            str(tmp_path / "no.arpa"),
+            "--decoding-method",
+            "modified_beam_search",
+            str(wav),
+        ],
+    )
+    assert missing.exit_code != 0 and "lm build" in missing.output

@@ -4,7 +4,7 @@
     .venv/bin/python bench/lm_fusion.py --lm exp/lm/voice4.arpa --hyps 4 --frames 5000
 
 Times, per encoder frame of one stream, the choice of the next ``beam`` paths from ``hyps``
-rows of joiner log-probabilities: the plain top-k (as ``serving.engine.search`` does it) against
+rows of joiner log-probabilities: the plain ``serving.engine.search.top_k`` against
 ``LmFusion.top`` (argpartition of each row, then the n-gram gain of its best tokens). Histories
 are drawn from the LM's own vocabulary and change every frame, so the gain cache is exercised
 as in a real search. Times are this process's CPU time (one thread), so other jobs on the
@@ -25,16 +25,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from serving.engine.search import top_k  # noqa: E402
 from serving.lm import LmFusion, NgramLM  # noqa: E402
 from serving.tokens import TokenTable  # noqa: E402
 
 FRAMES_PER_SECOND = 25  # Zipformer2 encoder output rate (40 ms)
-
-
-def plain_top(rows: np.ndarray, k: int) -> list[int]:
-    block = rows.reshape(-1)
-    idx = np.argpartition(-block, k - 1)[:k]
-    return idx[np.argsort(-block[idx], kind="stable")].tolist()
 
 
 def main() -> None:
@@ -55,7 +50,7 @@ def main() -> None:
     vocab = len(table)
     # peaky rows, like a trained joiner's
     rows = [np.log(rng.dirichlet(np.full(vocab, 0.05), size=args.hyps) + 1e-12) for _ in range(64)]
-    known = sorted({k[0] for k in lm._entries if len(k) == 1 and k[0] > 2})
+    known = [t for t in lm.unigram_tokens() if t > 2]  # characters, not <unk>
     hists = [
         [tuple(rng.choice(known, size=10)) for _ in range(args.hyps)] for _ in range(args.frames)
     ]
@@ -64,7 +59,7 @@ def main() -> None:
     for _ in range(args.repeats):
         t0 = time.process_time()
         for i in range(args.frames):
-            plain_top(rows[i % 64], args.hyps)
+            top_k(rows[i % 64], args.hyps)
         plain.append((time.process_time() - t0) / args.frames)
         t0 = time.process_time()
         for i in range(args.frames):

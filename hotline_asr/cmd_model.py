@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from hotline_asr.errors import fail
+from hotline_asr.options import LmOption, LmScaleOption
 from serving.lm import DEFAULT_LM_SCALE
 from training.served import SERVED_CHUNK_SIZE, SERVED_LEFT_CONTEXT
 
@@ -110,13 +111,8 @@ def eval_(
         Path | None, typer.Option(help="Hot words, one per line (needs --method beam).")
     ] = None,
     hotword_score: Annotated[float, typer.Option(help="Bonus per hot-word token.")] = 1.5,
-    lm: Annotated[
-        Path | None,
-        typer.Option(help="Character n-gram ARPA fused into beam search (`hotline-asr lm build`)."),
-    ] = None,
-    lm_scale: Annotated[
-        float, typer.Option(help="Weight of the LM's context gain.")
-    ] = DEFAULT_LM_SCALE,
+    lm: LmOption = None,
+    lm_scale: LmScaleOption = DEFAULT_LM_SCALE,
     hyper_params: Annotated[
         Path | None, typer.Option(help="icefall hyper-params.json (default: beside the model).")
     ] = None,

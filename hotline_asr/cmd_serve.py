@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from hotline_asr.options import LmOption, LmScaleOption
 from serving.lm import DEFAULT_LM_SCALE
 
 
@@ -42,13 +43,8 @@ def transcribe(
         Path | None, typer.Option(help="File with one hot word per line; beam search only.")
     ] = None,
     hotwords_score: Annotated[float, typer.Option(help="Bonus per hot-word token.")] = 1.5,
-    lm: Annotated[
-        Path | None,
-        typer.Option(help="Character n-gram ARPA fused into beam search (`hotline-asr lm build`)."),
-    ] = None,
-    lm_scale: Annotated[
-        float, typer.Option(help="Weight of the LM's context gain.")
-    ] = DEFAULT_LM_SCALE,
+    lm: LmOption = None,
+    lm_scale: LmScaleOption = DEFAULT_LM_SCALE,
     int8: Annotated[bool, typer.Option(help="Use the *.int8.onnx files.")] = False,
     max_segment_s: Annotated[float, typer.Option(help="Longest VAD segment (s).")] = 20.0,
     max_batch_size: Annotated[int, typer.Option(help="Segments decoded together.")] = 32,

@@ -119,6 +119,10 @@ class NgramLM:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def unigram_tokens(self) -> list[int]:
+        """Token ids the LM has a unigram for (``<unk>`` included, sentence markers not)."""
+        return sorted(k[0] for k in self._entries if len(k) == 1 and k[0] >= 0)
+
     def logp(self, history: Sequence[int], token: int) -> float:
         """ln P(token | history), backing off through shorter histories."""
         h = tuple(history[-(self.order - 1) :]) if self.order > 1 else ()

@@ -391,15 +391,9 @@ def evaluate(
             f"max_sym_per_frame={opts.max_sym_per_frame}: it must be >= 1, and above 1 only with "
             "greedy search"
         )
-    if opts.lm is not None:
-        if opts.method != "beam":
-            raise ValueError("a language model (--lm) needs --method beam")
-        if not Path(opts.lm).is_file():
-            raise FileNotFoundError(
-                f"no language model at {opts.lm}; build one with `hotline-asr lm build`"
-            )
-        if opts.lm_scale < 0:
-            raise ValueError(f"the LM scale must be >= 0, got {opts.lm_scale}")
+    # (a missing file and a negative scale are refused where the LM is loaded: serving.lm)
+    if opts.lm is not None and opts.method != "beam":
+        raise ValueError("a language model (--lm) needs --method beam")
     items = read_eval_data(data_path)
     if opts.max_utts:
         items = items[: opts.max_utts]

@@ -163,10 +163,8 @@ def kneser_ney(
             gammas[k][h] = d * types / total
         for g, c in kn[k].items():
             h = g[:-1]
-            lower = probs[k - 1].get(g[1:])
-            if lower is None:  # only <s>-led lower grams can be missing; back off further
-                lower = _backoff_prob(g[1:], probs, gammas)
-            probs[k][g] = (c - d) / totals[k][h][0] + gammas[k][h] * lower
+            # a seen n-gram's suffix is a seen (k-1)-gram (<s> only ever starts one)
+            probs[k][g] = (c - d) / totals[k][h][0] + gammas[k][h] * probs[k - 1][g[1:]]
 
     table: list[dict[tuple[str, ...], tuple[float, float | None]]] = [{}]
     for k in range(1, order + 1):
@@ -179,14 +177,6 @@ def kneser_ney(
             out[g] = (math.log10(p), math.log10(g_next) if g_next else None)
         table.append(out)
     return table[1:], discounts[1:], n_sent, n_char
-
-
-def _backoff_prob(g, probs, gammas) -> float:
-    k = len(g)
-    p = probs[k].get(g)
-    if p is not None:
-        return p
-    return gammas[k].get(g[:-1], 1.0) * _backoff_prob(g[1:], probs, gammas)
 
 
 def build_arpa(texts: Iterable[str], out: str | Path, order: int = 4) -> LmStats:

@@ -28,6 +28,7 @@ __all__ = [
     "ModifiedBeamSearch",
     "SearchResult",
     "log_softmax",
+    "top_k",
 ]
 
 
@@ -36,6 +37,15 @@ def log_softmax(x: np.ndarray) -> np.ndarray:
     m = x.max(axis=-1, keepdims=True)
     z = x - m
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def top_k(rows: np.ndarray, k: int) -> tuple[list[float], list[int]]:
+    """The ``k`` best (score, flat index) of ``rows`` (H, V), best first (ties: lower index)."""
+    block = rows.reshape(-1)
+    k = min(k, block.size)
+    idx = np.argpartition(-block, k - 1)[:k]
+    idx = idx[np.argsort(-block[idx], kind="stable")]
+    return block[idx].tolist(), idx.tolist()
 
 
 @dataclass
@@ -225,11 +235,7 @@ class ModifiedBeamSearch:
                 if self.lm is not None:
                     scores, top = self.lm.top(rows, [h.ys for h in hyps], self.beam, self._skip)
                 else:
-                    block = rows.reshape(-1)
-                    k = min(self.beam, block.size)
-                    idx = np.argpartition(-block, k - 1)[:k]
-                    idx = idx[np.argsort(-block[idx], kind="stable")]
-                    top, scores = idx.tolist(), block[idx].tolist()
+                    scores, top = top_k(rows, self.beam)
                 new: dict[tuple[int, ...], Hypothesis] = {}
                 for idx, score in zip(top, scores, strict=True):
                     parent = hyps[idx // vocab]

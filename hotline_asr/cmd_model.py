@@ -88,10 +88,11 @@ def train(
 
 
 def eval_(
-    model: Annotated[
-        Path, typer.Option(help="Model file (ours/.ckpt/icefall .pt) or ONNX export folder.")
-    ],
     data: Annotated[Path, typer.Option(help="Kaldi-style folder or cuts manifest (.jsonl.gz).")],
+    model: Annotated[
+        Path | None,
+        typer.Option(help="Model file (ours/.ckpt/icefall .pt) or ONNX export folder."),
+    ] = None,
     json_: Annotated[bool, typer.Option("--json", help="Print the full report as JSON.")] = False,
     method: Annotated[
         str, typer.Option(help="greedy | beam | ctc (torch model with a CTC head)")
@@ -135,6 +136,13 @@ def eval_(
         ),
     ] = None,
     output: Annotated[Path | None, typer.Option(help="Also write the JSON report here.")] = None,
+    rescore: Annotated[
+        Path | None,
+        typer.Option(
+            help="Score the hypotheses of this earlier --output report against --data instead "
+            "of decoding (after a change to the scoring rules); no --model needed."
+        ),
+    ] = None,
     mlflow: Annotated[
         bool, typer.Option("--mlflow", help="Log the evaluation as an MLflow run.")
     ] = False,
@@ -142,6 +150,19 @@ def eval_(
 ) -> None:
     """Score a model: CER, substitutions/deletions/insertions, per-slice tables."""
     from training.evaluate import EvalOptions, evaluate
+    from training.evaluate import rescore as rescore_report
+
+    if rescore is not None:
+        if model is not None:
+            raise fail("--rescore scores a report's saved hypotheses: leave out --model")
+        try:
+            result = rescore_report(rescore, data, pinyin=pinyin or None)
+        except (FileNotFoundError, ValueError) as e:
+            raise fail(str(e)) from e
+        _print_eval(result, json_, output)
+        return
+    if model is None:
+        raise fail("give --model (a model file or ONNX folder), or --rescore REPORT.json")
 
     words: list[str] = []
     if hotwords is not None:
@@ -168,15 +189,7 @@ def eval_(
         result = evaluate(model, data, opts, hyper_params=hyper_params)
     except (FileNotFoundError, ValueError) as e:
         raise fail(str(e)) from e
-    text = result.to_json()
-    if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(text, encoding="utf-8")
-    if json_:
-        typer.echo(text)
-    else:
-        typer.echo(result.report.format_table())
-        typer.echo(f"RTF {result.rtf:.3f} ({result.audio_seconds:.1f} s audio)")
+    text = _print_eval(result, json_, output)
     if mlflow:
         import tempfile
 
@@ -204,6 +217,19 @@ def eval_(
                 [report],
             )
         typer.echo(f"mlflow run {run_id}", err=True)
+
+
+def _print_eval(result, json_: bool, output: Path | None) -> str:
+    text = result.to_json()
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")
+    if json_:
+        typer.echo(text)
+    else:
+        typer.echo(result.report.format_table())
+        typer.echo(f"RTF {result.rtf:.3f} ({result.audio_seconds:.1f} s audio)")
+    return text
 
 
 def average(

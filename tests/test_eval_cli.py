@@ -289,3 +289,46 @@ def test_eval_reports_an_interval_and_compare_pairs_two_reports(
     ):
         r = CliRunner().invoke(app, ["compare", *args])
         assert r.exit_code == 1 and message in r.output, r.output
+
+
+def test_eval_rescore_scores_a_saved_report_without_decoding(
+    corpus, icefall_fixture: Path, tmp_path: Path
+):
+    model = str(icefall_fixture / "epoch-99.pt")
+    saved = tmp_path / "decoded.json"
+    code, out = _eval("--model", model, "--data", str(corpus.kaldi_dev), "--output", str(saved))
+    assert code == 0, out
+    report = json.loads(saved.read_text("utf-8"))
+    # make the first hypothesis right: only the saved hypotheses are scored, nothing is decoded
+    first = report["hypotheses"][0]
+    errors = {w["id"]: w["errors"] for w in report["worst"]}  # all 3: the report keeps 10
+    assert len(errors) == 3 and errors[first["id"]] > 0  # random weights: garbage
+    first["hyp"] = first["ref"]
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps(report, ensure_ascii=False), "utf-8")
+    code, out = _eval(
+        "--rescore", str(edited), "--data", str(corpus.kaldi_dev), "--json", "--pinyin"
+    )
+    assert code == 0, out
+    again = json.loads(out)
+    assert (
+        again["overall"]["utts"] == 3
+        and again["overall"]["ref_chars"] == report["overall"]["ref_chars"]
+    )
+    assert again["model"] == model and again["options"]["chunk_size"] == 16
+    assert again["audio_seconds"] == report["audio_seconds"] and "pinyin" in again
+    rest = {k: v for k, v in errors.items() if k != first["id"]}
+    assert {w["id"]: w["errors"] for w in again["worst"] if w["errors"]} == rest
+    assert again["overall"]["errors"] == report["overall"]["errors"] - errors[first["id"]]
+    assert sum(v["utts"] for v in again["slices"]["domain"].values()) == 3
+    # errors say what to do
+    code, out = _eval("--rescore", str(edited), "--data", str(corpus.kaldi_dev), "--model", model)
+    assert code == 1 and "leave out --model" in out
+    code, out = _eval("--data", str(corpus.kaldi_dev))
+    assert code == 1 and "--rescore" in out
+    first["id"] = "not-in-the-data"
+    edited.write_text(json.dumps(report, ensure_ascii=False), "utf-8")
+    code, out = _eval("--rescore", str(edited), "--data", str(corpus.kaldi_dev))
+    assert code == 1 and "not-in-the-data" in out and "the report was made on" in out
+    code, out = _eval("--rescore", str(tmp_path / "none.json"), "--data", str(corpus.kaldi_dev))
+    assert code == 1 and "eval --output" in out

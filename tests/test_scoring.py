@@ -16,6 +16,8 @@ from training.scoring import (
     hotword_recall,
     pinyin_units,
     score,
+    score_one,
+    scoring_units,
 )
 
 
@@ -94,6 +96,29 @@ def test_score_normalizes_and_slices() -> None:
 def test_score_without_normalization() -> None:
     report = score([ScoredUtt("a", "2000元", "两千元")], normalize_text=False)
     assert report.overall.ref_chars == 5 and report.overall.errors == 4
+
+
+def test_desensitized_reference_is_matched_by_the_spoken_number() -> None:
+    # The stored reference says <手机号> where the audio reads out eleven digits: the hypothesis
+    # that reads them goes through the same desensitize and the placeholder is one unit.
+    assert scoring_units("电话是<手机号>对吧") == ["电", "话", "是", "<手机号>", "对", "吧"]
+    assert scoring_units("电话是幺三八幺二三四五六七八") == ["电", "话", "是", "<手机号>"]
+    right = score_one(ScoredUtt("a", "我姓董电话是<手机号>", "我姓董电话是幺三八幺二三四五六七八"))
+    assert (right.counts.ref_chars, right.counts.errors) == (7, 0)
+    assert right.hyp == "我姓董电话是<手机号>"
+    # a raw reference is desensitized the same way, Arabic digits included
+    raw = score_one(ScoredUtt("b", "我的手机号是13812345678", "我的手机号是幺三八幺二三四五六七八"))
+    assert raw.counts.errors == 0 and raw.ref == "我的手机号是<手机号>"
+    # a number too short to be masked stays characters: the placeholder is substituted, the
+    # surplus digits are insertions, one surname error is one substitution
+    short = score_one(ScoredUtt("c", "我姓董电话是<手机号>", "我姓公电话是幺九二二"))
+    assert (short.counts.sub, short.counts.ins, short.counts.ref_chars) == (2, 3, 7)
+    assert [o for o in short.ops if o.op == "sub"][1] == AlignOp("sub", "<手机号>", "幺")
+    # without normalization the text is taken as it is, placeholders still one unit each
+    assert (
+        score_one(ScoredUtt("d", "是<手机号>", "是<手机号>"), normalize_text=False).counts.ref_chars
+        == 2
+    )
 
 
 def test_pinyin_units_keep_tones_and_other_characters() -> None:

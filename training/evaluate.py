@@ -437,6 +437,59 @@ def evaluate(
     )
 
 
+def rescore(
+    report_path: Path | str, data_path: Path | str, pinyin: bool | None = None
+) -> EvalResult:
+    """Score the hypotheses of an earlier ``evaluate`` report (its ``--output`` JSON) again,
+    without decoding: after a change to the scoring rules, or to get slices the report lacks.
+    References and slice labels come from ``data_path``, which must hold every utterance of the
+    report with the same reference text (the data the report was made on). ``pinyin`` None keeps
+    the report's own setting."""
+    from dataclasses import fields
+
+    from training.scoring import ScoredUtt, hotword_recall, score
+
+    path = Path(report_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"report {path} not found; write one with eval --output")
+    try:
+        saved = json.loads(path.read_text("utf-8"))
+        hyps = saved["hypotheses"]
+        known = {f.name for f in fields(EvalOptions)}
+        opts = EvalOptions(**{k: v for k, v in saved.get("options", {}).items() if k in known})
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path} is not an eval report (--output JSON): {e}") from e
+    if pinyin is not None:
+        opts.pinyin = pinyin
+    by_id = {it.id: it for it in read_eval_data(data_path)}
+    pairs = []
+    for h in hyps:
+        it = by_id.get(h["id"])
+        if it is None:
+            raise ValueError(
+                f"utterance {h['id']} of {path} is not in {data_path}; give the --data the "
+                "report was made on"
+            )
+        if it.text != h["ref"]:
+            raise ValueError(
+                f"utterance {h['id']}: {data_path} says {it.text!r} but {path} scored against "
+                f"{h['ref']!r}; give the --data the report was made on"
+            )
+        pairs.append(ScoredUtt(it.id, it.text, h["hyp"], it.slices))
+    if not pairs:
+        raise ValueError(f"{path} holds no hypotheses to score")
+    return EvalResult(
+        model=str(saved.get("model", "")),
+        data=str(data_path),
+        options=opts,
+        report=score(pairs, pinyin=opts.pinyin),
+        hypotheses=[{"id": p.id, "ref": p.ref, "hyp": p.hyp} for p in pairs],
+        audio_seconds=float(saved.get("audio_seconds", 0.0)),
+        decode_seconds=float(saved.get("decode_seconds", 0.0)),
+        hotword_recall=hotword_recall(pairs, opts.hotwords) if opts.hotwords else None,
+    )
+
+
 def _duration(it: EvalItem) -> float:
     if it.cut is not None:
         return float(it.cut.duration)

@@ -1,7 +1,10 @@
 """Character error rate scoring with per-slice tables and hot-word recall (torch-free).
 
 Both reference and hypothesis go through ``serving.text.normalize`` first, so punctuation,
-spacing and the way numbers were written do not count as errors.
+spacing and the way numbers were written do not count as errors, then through
+``serving.text.desensitize``, as every transcript the project stores does: a reference that says
+``<手机号>`` is matched by a hypothesis whose eleven digits desensitize to ``<手机号>``, and a
+placeholder counts as one character on either side.
 
     report = score([ScoredUtt("u1", "我要投诉", "我要投树", {"voice": "f01"})])
     print(report.format_table())
@@ -17,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from serving.text.desensitize import PLACEHOLDERS, desensitize
 from serving.text.normalize import normalize
 
 __all__ = [
@@ -31,6 +35,7 @@ __all__ = [
     "pinyin_units",
     "score",
     "score_one",
+    "scoring_units",
 ]
 
 
@@ -321,11 +326,36 @@ def _ljust(s: str, width: int) -> str:
     return s + " " * max(0, width - _width(s))
 
 
+_PLACEHOLDER_RE = re.compile("|".join(re.escape(p) for p in PLACEHOLDERS.values()))
+
+
+def scoring_units(text: str, normalize_text: bool = True) -> list[str]:
+    """The units a text is scored in: one per character, one per desensitize placeholder.
+
+    With ``normalize_text`` the text is normalized around the placeholders it already has (which
+    ``normalize`` alone would turn into three or four characters), then desensitized, so a
+    hypothesis that reads out a phone number scores like the desensitized reference of it.
+    ``scoring_units("电话是幺三八幺二三四五六七八")`` -> ``["电", "话", "是", "<手机号>"]``."""
+    if normalize_text:
+        pieces, at = [], 0
+        for m in _PLACEHOLDER_RE.finditer(text):
+            pieces += [normalize(text[at : m.start()]), m.group(0)]
+            at = m.end()
+        text = desensitize("".join([*pieces, normalize(text[at:])])).text
+    units: list[str] = []
+    at = 0
+    for m in _PLACEHOLDER_RE.finditer(text):
+        units += [*text[at : m.start()], m.group(0)]
+        at = m.end()
+    return [*units, *text[at:]]
+
+
 def score_one(utt: ScoredUtt, normalize_text: bool = True, pinyin: bool = False) -> UttResult:
     """Score one utterance (as ``score`` does each of its pairs)."""
-    ref = normalize(utt.ref) if normalize_text else utt.ref
-    hyp = normalize(utt.hyp) if normalize_text else utt.hyp
-    ops = align(ref, hyp)
+    ref_units = scoring_units(utt.ref, normalize_text)
+    hyp_units = scoring_units(utt.hyp, normalize_text)
+    ref, hyp = "".join(ref_units), "".join(hyp_units)
+    ops = align(ref_units, hyp_units)
     py = _pinyin_counts(ref, hyp) if pinyin else None
     return UttResult(utt.id, ref, hyp, ErrorCounts.from_ops(ops), ops, dict(utt.slices), py)
 

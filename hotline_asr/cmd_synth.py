@@ -21,16 +21,25 @@ def synth(
     word_fraction: Annotated[
         float, typer.Option(help="Share of jieba-word sentences (character coverage).")
     ] = 0.3,
+    tone_range: Annotated[
+        str | None,
+        typer.Option(
+            help="LOW:HIGH, e.g. 150:200: widen each utterance's pitch range to a % of espeak's "
+            "own, drawn per utterance, so tones can be heard out of context (espeak's own move "
+            "~15 Hz). Same seed, same texts, voices and channels as without it."
+        ),
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Generate a Kaldi-style synthetic corpus (resumable: existing audio files are kept)."""
     from training.synth.generate import SynthOptions, generate_corpus
 
-    options = SynthOptions(
-        hours=hours, seed=seed, channel=channel, audio_format=audio_format,
-        word_fraction=word_fraction,
-    )  # fmt: skip
     try:
+        span = _parse_range(tone_range) if tone_range is not None else None
+        options = SynthOptions(
+            hours=hours, seed=seed, channel=channel, audio_format=audio_format,
+            word_fraction=word_fraction, tone_range=span,
+        )  # fmt: skip
         options.check()
     except ValueError as e:
         typer.echo(f"error: {e}", err=True)
@@ -62,3 +71,13 @@ def render_call(
     typer.echo(f"{call.duration:.1f} s, {len(call.turns)} turns")
     for kind, path in paths.items():
         typer.echo(f"{kind}: {path}")
+
+
+def _parse_range(text: str) -> tuple[int, int]:
+    try:
+        low, high = (int(x) for x in text.split(":"))
+    except ValueError:
+        raise ValueError(
+            f"--tone-range wants LOW:HIGH in percent, such as 150:200; got {text!r}"
+        ) from None
+    return low, high

@@ -103,9 +103,44 @@ def test_plan_is_deterministic_and_splits_text_by_hash():
         plan_corpus(SynthOptions(hours=0.01, channel="radio"))
 
 
+def test_tone_range_changes_only_the_pitch_range_of_the_plan():
+    plain = plan_corpus(SynthOptions(hours=0.05, seed=4))
+    wide = plan_corpus(SynthOptions(hours=0.05, seed=4, tone_range=(150, 200)))
+    assert [
+        (s.utt_id, s.text, s.voice.variant, s.voice.pitch, s.channel, s.seed) for s in plain
+    ] == [(s.utt_id, s.text, s.voice.variant, s.voice.pitch, s.channel, s.seed) for s in wide]
+    assert {s.voice.pitch_range for s in plain} == {100}
+    ranges = [s.voice.pitch_range for s in wide]
+    assert min(ranges) >= 150 and max(ranges) <= 200 and len(set(ranges)) > 5
+    assert wide[0].meta(8000, 1.0)["voice"]["pitch_range"] == ranges[0]
+    for bad in ((0, 100), (150, 250), (180, 150)):
+        with pytest.raises(ValueError, match="tone_range"):
+            plan_corpus(SynthOptions(hours=0.01, tone_range=bad))
+
+
 def test_render_call_cli(tmp_path):
     res = CliRunner().invoke(app, ["data", "render-call", "--seed", "2", "--out", str(tmp_path)])
     assert res.exit_code == 0, res.output
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["call2.json", "call2.mono.wav", "call2.rttm", "call2.stereo.wav"]
     assert sf.info(str(tmp_path / "call2.stereo.wav")).channels == 2
+
+
+def test_cli_tone_range_is_written_down_and_bad_values_are_refused(tmp_path):
+    out = tmp_path / "wide"
+    res = CliRunner().invoke(
+        app,
+        ["data", "synth", "--hours", "0.002", "--seed", "9", "--out", str(out), "--jobs", "1",
+         "--no-progress", "--tone-range", "150:200"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "synth.json").read_text())["options"]["tone_range"] == [150, 200]
+    metas = [json.loads(line) for line in (out / "train" / "meta.jsonl").read_text().splitlines()]
+    assert all(150 <= m["voice"]["pitch_range"] <= 200 for m in metas)
+    for bad, says in (("wide", "LOW:HIGH"), ("50:300", "tone_range")):
+        res = CliRunner().invoke(
+            app,
+            ["data", "synth", "--hours", "0.002", "--out", str(tmp_path / bad.replace(":", "-")),
+             "--tone-range", bad],
+        )  # fmt: skip
+        assert res.exit_code == 1 and says in res.output, res.output

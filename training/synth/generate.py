@@ -8,7 +8,7 @@ Each split folder holds:
 * ``text``, ``utt2spk``, ``spk2utt`` (speaker = ``<variant>-p<pitch // 10>``, the utterance id
   starts with it, so all files sort alike);
 * ``meta.jsonl``: one JSON object per utterance: text, role, domain, template_id, voice
-  (variant, speed, pitch), channel settings (null when clean), sample_rate, duration, seed.
+  (variant, speed, pitch, pitch_range), channel settings (null when clean), sample_rate, duration, seed.
 
 ``OUT/synth.json`` records the options and per-split counts and hours.
 
@@ -32,7 +32,15 @@ from pathlib import Path
 import numpy as np
 
 from .channel import PHONE_RATE, TelephoneChannel, resample, sample_channel
-from .espeak import OUTPUT_RATE, PITCH_RANGE, SPEED_RANGE, VARIANTS, VoiceSettings, synthesize
+from .espeak import (
+    MAX_PITCH_RANGE,
+    OUTPUT_RATE,
+    PITCH_RANGE,
+    SPEED_RANGE,
+    VARIANTS,
+    VoiceSettings,
+    synthesize,
+)
 from .textgen import TextGenerator
 
 SPLITS = ("train", "dev", "test")
@@ -53,6 +61,10 @@ class SynthOptions:
     channel: str = "mixed"
     audio_format: str = "flac"
     word_fraction: float = 0.3
+    # (low, high): each utterance's pitch range drawn in this % of espeak's own (VoiceSettings).
+    # None keeps espeak's narrow tones and the plan of earlier corpora byte for byte; the draw
+    # uses its own random stream, so texts, voices and channels are those of the same seed
+    tone_range: tuple[int, int] | None = None
     split_shares: dict[str, float] = field(
         default_factory=lambda: {"train": 0.9, "dev": 0.05, "test": 0.05}
     )
@@ -64,6 +76,13 @@ class SynthOptions:
             raise ValueError(f"channel must be one of {CHANNEL_MODES}, got {self.channel!r}")
         if self.audio_format not in ("flac", "wav"):
             raise ValueError(f"audio_format must be 'flac' or 'wav', got {self.audio_format!r}")
+        if self.tone_range is not None:
+            lo, hi = self.tone_range
+            if not 0 < lo <= hi <= MAX_PITCH_RANGE:
+                raise ValueError(
+                    f"tone_range needs 0 < low <= high <= {MAX_PITCH_RANGE} (% of espeak's pitch "
+                    f"range), got {self.tone_range}"
+                )
         if set(self.split_shares) != set(SPLITS) or abs(sum(self.split_shares.values()) - 1) > 1e-6:
             raise ValueError(f"split_shares needs {SPLITS} summing to 1, got {self.split_shares}")
 
@@ -130,6 +149,7 @@ def plan_corpus(options: SynthOptions) -> list[UttSpec]:
     options.check()
     rng = random.Random(options.seed)
     nrng = np.random.default_rng(options.seed)
+    tone_rng = random.Random(options.seed ^ 0x70E5)  # its own stream: the rest of the plan stays
     texts = TextGenerator(options.seed, word_fraction=options.word_fraction)
     target = {s: options.hours * 3600.0 * options.split_shares[s] for s in SPLITS}
     planned = {s: 0.0 for s in SPLITS}
@@ -149,6 +169,7 @@ def plan_corpus(options: SynthOptions) -> list[UttSpec]:
             variant=rng.choice(variants),
             speed=rng.randint(*SPEED_RANGE),
             pitch=rng.randint(*PITCH_RANGE),
+            pitch_range=tone_rng.randint(*options.tone_range) if options.tone_range else 100,
         )
         if options.channel == "clean":
             chan = None

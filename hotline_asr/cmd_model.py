@@ -136,6 +136,13 @@ def eval_(
         ),
     ] = None,
     output: Annotated[Path | None, typer.Option(help="Also write the JSON report here.")] = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="KEY=VALUE: score only utterances with this slice label, e.g. text=sentences "
+            "(repeat for several; before --max-utts)."
+        ),
+    ] = None,
     rescore: Annotated[
         Path | None,
         typer.Option(
@@ -152,11 +159,15 @@ def eval_(
     from training.evaluate import EvalOptions, evaluate
     from training.evaluate import rescore as rescore_report
 
+    try:
+        wanted = _parse_only(only or [])
+    except ValueError as e:
+        raise fail(str(e)) from e
     if rescore is not None:
         if model is not None:
             raise fail("--rescore scores a report's saved hypotheses: leave out --model")
         try:
-            result = rescore_report(rescore, data, pinyin=pinyin or None)
+            result = rescore_report(rescore, data, pinyin=pinyin or None, only=wanted)
         except (FileNotFoundError, ValueError) as e:
             raise fail(str(e)) from e
         _print_eval(result, json_, output)
@@ -184,6 +195,7 @@ def eval_(
         int8=int8,
         pinyin=pinyin,
         telephone_seed=telephone_seed,
+        only=wanted,
     )
     try:
         result = evaluate(model, data, opts, hyper_params=hyper_params)
@@ -217,6 +229,16 @@ def eval_(
                 [report],
             )
         typer.echo(f"mlflow run {run_id}", err=True)
+
+
+def _parse_only(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ValueError(f"--only wants KEY=VALUE, such as text=sentences; got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
 
 
 def _print_eval(result, json_: bool, output: Path | None) -> str:

@@ -332,3 +332,33 @@ def test_eval_rescore_scores_a_saved_report_without_decoding(
     assert code == 1 and "not-in-the-data" in out and "the report was made on" in out
     code, out = _eval("--rescore", str(tmp_path / "none.json"), "--data", str(corpus.kaldi_dev))
     assert code == 1 and "eval --output" in out
+
+
+def test_eval_only_scores_one_slice_when_decoding_and_when_rescoring(
+    corpus, icefall_fixture: Path, tmp_path: Path
+):
+    model = str(icefall_fixture / "epoch-99.pt")
+    full = tmp_path / "full.json"
+    code, out = _eval("--model", model, "--data", str(corpus.kaldi_dev), "--output", str(full))
+    assert code == 0, out
+    report = json.loads(full.read_text("utf-8"))
+    domain, counts = next(iter(report["slices"]["domain"].items()))
+    code, out = _eval(
+        "--model", model, "--data", str(corpus.kaldi_dev), "--only", f"domain={domain}", "--json"
+    )
+    assert code == 0, out
+    one = json.loads(out)
+    assert one["overall"]["utts"] == counts["utts"] and one["overall"]["errors"] == counts["errors"]
+    assert list(one["slices"]["domain"]) == [domain] and one["options"]["only"] == {
+        "domain": domain
+    }
+    code, out = _eval(
+        "--rescore", str(full), "--data", str(corpus.kaldi_dev), "--only", f"domain={domain}",
+        "--json",
+    )  # fmt: skip
+    assert code == 0, out
+    assert json.loads(out)["overall"] == one["overall"]
+    code, out = _eval("--rescore", str(full), "--data", str(corpus.kaldi_dev), "--only", "domain")
+    assert code == 1 and "KEY=VALUE" in out
+    code, out = _eval("--rescore", str(full), "--data", str(corpus.kaldi_dev), "--only", "domain=x")
+    assert code == 1 and domain in out  # names the values there are

@@ -58,6 +58,9 @@ class EvalOptions:
     pinyin: bool = False  # also score pinyin syllables, with and without tone
     # set: every utterance passes a telephone channel drawn from (seed, utterance id) first
     telephone_seed: int | None = None
+    # score only utterances whose slice labels have these values ({"text": "sentences"}),
+    # applied before max_utts
+    only: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -394,7 +397,7 @@ def evaluate(
     # (a missing file and a negative scale are refused where the LM is loaded: serving.lm)
     if opts.lm is not None and opts.method != "beam":
         raise ValueError("a language model (--lm) needs --method beam")
-    items = read_eval_data(data_path)
+    items = select(read_eval_data(data_path), opts.only, data_path)
     if opts.max_utts:
         items = items[: opts.max_utts]
     if not items:
@@ -437,14 +440,30 @@ def evaluate(
     )
 
 
+def select(items: list[EvalItem], only: dict[str, str], data_path: Path | str) -> list[EvalItem]:
+    """The items whose slice labels match every ``only`` entry; an error names the values
+    there are when none match."""
+    if not only:
+        return items
+    kept = [it for it in items if all(it.slices.get(k) == v for k, v in only.items())]
+    if items and not kept:
+        seen = {k: sorted({it.slices[k] for it in items if k in it.slices}) for k in only}
+        raise ValueError(f"{data_path}: no utterance has {only}; the values there are {seen}")
+    return kept
+
+
 def rescore(
-    report_path: Path | str, data_path: Path | str, pinyin: bool | None = None
+    report_path: Path | str,
+    data_path: Path | str,
+    pinyin: bool | None = None,
+    only: dict[str, str] | None = None,
 ) -> EvalResult:
     """Score the hypotheses of an earlier ``evaluate`` report (its ``--output`` JSON) again,
     without decoding: after a change to the scoring rules, or to get slices the report lacks.
     References and slice labels come from ``data_path``, which must hold every utterance of the
     report with the same reference text (the data the report was made on). ``pinyin`` None keeps
-    the report's own setting."""
+    the report's own setting; ``only`` scores the utterances of one slice (``{"text":
+    "sentences"}``), on top of the report's own ``only``."""
     from dataclasses import fields
 
     from training.scoring import ScoredUtt, hotword_recall, score
@@ -461,6 +480,7 @@ def rescore(
         raise ValueError(f"{path} is not an eval report (--output JSON): {e}") from e
     if pinyin is not None:
         opts.pinyin = pinyin
+    opts.only = {**opts.only, **(only or {})}
     by_id = {it.id: it for it in read_eval_data(data_path)}
     pairs = []
     for h in hyps:
@@ -478,6 +498,9 @@ def rescore(
         pairs.append(ScoredUtt(it.id, it.text, h["hyp"], it.slices))
     if not pairs:
         raise ValueError(f"{path} holds no hypotheses to score")
+    if opts.only:
+        keep = {it.id for it in select([by_id[p.id] for p in pairs], opts.only, path)}
+        pairs = [p for p in pairs if p.id in keep]
     return EvalResult(
         model=str(saved.get("model", "")),
         data=str(data_path),

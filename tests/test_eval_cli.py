@@ -343,6 +343,7 @@ def test_eval_only_scores_one_slice_when_decoding_and_when_rescoring(
     assert code == 0, out
     report = json.loads(full.read_text("utf-8"))
     domain, counts = next(iter(report["slices"]["domain"].items()))
+    assert counts["utts"] < report["overall"]["utts"]  # a true subset of the 3
     code, out = _eval(
         "--model", model, "--data", str(corpus.kaldi_dev), "--only", f"domain={domain}", "--json"
     )
@@ -357,7 +358,10 @@ def test_eval_only_scores_one_slice_when_decoding_and_when_rescoring(
         "--json",
     )  # fmt: skip
     assert code == 0, out
-    assert json.loads(out)["overall"] == one["overall"]
+    again = json.loads(out)
+    assert again["overall"] == one["overall"]
+    assert again["audio_seconds"] == pytest.approx(one["audio_seconds"], abs=0.01)
+    assert again["rtf"] == pytest.approx(report["rtf"], rel=0.01)
     code, out = _eval("--rescore", str(full), "--data", str(corpus.kaldi_dev), "--only", "domain")
     assert code == 1 and "KEY=VALUE" in out
     code, out = _eval("--rescore", str(full), "--data", str(corpus.kaldi_dev), "--only", "domain=x")

@@ -463,7 +463,8 @@ def rescore(
     References and slice labels come from ``data_path``, which must hold every utterance of the
     report with the same reference text (the data the report was made on). ``pinyin`` None keeps
     the report's own setting; ``only`` scores the utterances of one slice (``{"text":
-    "sentences"}``), on top of the report's own ``only``."""
+    "sentences"}``), on top of the report's own ``only``; the slice's audio seconds are its own,
+    its RTF the report's."""
     from dataclasses import fields
 
     from training.scoring import ScoredUtt, hotword_recall, score
@@ -498,8 +499,15 @@ def rescore(
         pairs.append(ScoredUtt(it.id, it.text, h["hyp"], it.slices))
     if not pairs:
         raise ValueError(f"{path} holds no hypotheses to score")
+    audio = float(saved.get("audio_seconds", 0.0))
+    decode = float(saved.get("decode_seconds", 0.0))
     if opts.only:
         keep = {it.id for it in select([by_id[p.id] for p in pairs], opts.only, path)}
+        if len(keep) < len(pairs):
+            # the decode time of a slice is not in the report: keep the report's RTF
+            kept_audio = sum(_duration(by_id[i]) for i in keep)
+            decode *= kept_audio / audio if audio > 0 else 0.0
+            audio = kept_audio
         pairs = [p for p in pairs if p.id in keep]
     return EvalResult(
         model=str(saved.get("model", "")),
@@ -507,8 +515,8 @@ def rescore(
         options=opts,
         report=score(pairs, pinyin=opts.pinyin),
         hypotheses=[{"id": p.id, "ref": p.ref, "hyp": p.hyp} for p in pairs],
-        audio_seconds=float(saved.get("audio_seconds", 0.0)),
-        decode_seconds=float(saved.get("decode_seconds", 0.0)),
+        audio_seconds=audio,
+        decode_seconds=decode,
         hotword_recall=hotword_recall(pairs, opts.hotwords) if opts.hotwords else None,
     )
 

@@ -26,7 +26,7 @@ def synth(
         typer.Option(
             help="LOW:HIGH, e.g. 150:200: widen each utterance's pitch range to a % of espeak's "
             "own, drawn per utterance, so tones can be heard out of context (espeak's own move "
-            "~15 Hz). Same seed, same texts, voices and channels as without it."
+            "5-19 Hz). Same seed, same texts, voices and channels as without it."
         ),
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,

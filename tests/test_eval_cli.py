@@ -291,14 +291,21 @@ def test_eval_reports_an_interval_and_compare_pairs_two_reports(
         assert r.exit_code == 1 and message in r.output, r.output
 
 
-def test_eval_rescore_scores_a_saved_report_without_decoding(
-    corpus, icefall_fixture: Path, tmp_path: Path
-):
+@pytest.fixture(scope="module")
+def decoded(corpus, icefall_fixture: Path, tmp_path_factory) -> Path:
+    """One greedy eval --output report of the smoke dev set, for the rescoring tests."""
+    saved = tmp_path_factory.mktemp("decoded") / "decoded.json"
     model = str(icefall_fixture / "epoch-99.pt")
-    saved = tmp_path / "decoded.json"
     code, out = _eval("--model", model, "--data", str(corpus.kaldi_dev), "--output", str(saved))
     assert code == 0, out
-    report = json.loads(saved.read_text("utf-8"))
+    return saved
+
+
+def test_eval_rescore_scores_a_saved_report_without_decoding(
+    corpus, decoded: Path, icefall_fixture: Path, tmp_path: Path
+):
+    model = str(icefall_fixture / "epoch-99.pt")
+    report = json.loads(decoded.read_text("utf-8"))
     # make the first hypothesis right: only the saved hypotheses are scored, nothing is decoded
     first = report["hypotheses"][0]
     errors = {w["id"]: w["errors"] for w in report["worst"]}  # all 3: the report keeps 10
@@ -335,12 +342,10 @@ def test_eval_rescore_scores_a_saved_report_without_decoding(
 
 
 def test_eval_only_scores_one_slice_when_decoding_and_when_rescoring(
-    corpus, icefall_fixture: Path, tmp_path: Path
+    corpus, decoded: Path, icefall_fixture: Path
 ):
     model = str(icefall_fixture / "epoch-99.pt")
-    full = tmp_path / "full.json"
-    code, out = _eval("--model", model, "--data", str(corpus.kaldi_dev), "--output", str(full))
-    assert code == 0, out
+    full = decoded
     report = json.loads(full.read_text("utf-8"))
     domain, counts = next(iter(report["slices"]["domain"].items()))
     assert counts["utts"] < report["overall"]["utts"]  # a true subset of the 3

@@ -326,7 +326,8 @@ def _ljust(s: str, width: int) -> str:
     return s + " " * max(0, width - _width(s))
 
 
-_PLACEHOLDER_RE = re.compile("|".join(re.escape(p) for p in PLACEHOLDERS.values()))
+# split() with this keeps the placeholders: text pieces at even indices, placeholders at odd
+_PLACEHOLDER_SPLIT = re.compile("(" + "|".join(re.escape(p) for p in PLACEHOLDERS.values()) + ")")
 
 
 def scoring_units(text: str, normalize_text: bool = True) -> list[str]:
@@ -336,18 +337,11 @@ def scoring_units(text: str, normalize_text: bool = True) -> list[str]:
     ``normalize`` alone would turn into three or four characters), then desensitized, so a
     hypothesis that reads out a phone number scores like the desensitized reference of it.
     ``scoring_units("电话是幺三八幺二三四五六七八")`` -> ``["电", "话", "是", "<手机号>"]``."""
+    parts = _PLACEHOLDER_SPLIT.split(text)
     if normalize_text:
-        pieces, at = [], 0
-        for m in _PLACEHOLDER_RE.finditer(text):
-            pieces += [normalize(text[at : m.start()]), m.group(0)]
-            at = m.end()
-        text = desensitize("".join([*pieces, normalize(text[at:])])).text
-    units: list[str] = []
-    at = 0
-    for m in _PLACEHOLDER_RE.finditer(text):
-        units += [*text[at : m.start()], m.group(0)]
-        at = m.end()
-    return [*units, *text[at:]]
+        joined = "".join(p if i % 2 else normalize(p) for i, p in enumerate(parts))
+        parts = _PLACEHOLDER_SPLIT.split(desensitize(joined).text)
+    return [u for i, p in enumerate(parts) for u in ([p] if i % 2 else p)]
 
 
 def score_one(utt: ScoredUtt, normalize_text: bool = True, pinyin: bool = False) -> UttResult:

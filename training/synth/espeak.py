@@ -40,9 +40,9 @@ TEST_SENTENCE_FOR_VARIANTS = (
     "you3 shen2 me5 wen4 ti2"
 )
 AMPLITUDE = 40  # espeak -a; the default 100 clips (int16 saturates) for most variants
-# espeak's own Mandarin tones move the pitch by only ~15 Hz (ma1 91->98 Hz, ma2 81->95, ma3
-# 81->89, ma4 91->79 with the default voice): too little to hear a tone out of context. An SSML
-# prosody range of 200 % about doubles that; espeak-ng caps the range there (300 % = 200 %).
+# espeak's own Mandarin tones move the pitch by only 5-19 Hz, too little to hear a tone out of
+# context; an SSML prosody range of 200 % makes that 9-25 Hz (bench/tone_pitch.py). espeak-ng
+# caps the range there (300 % = 200 %).
 MAX_PITCH_RANGE = 200
 
 

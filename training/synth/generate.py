@@ -8,7 +8,8 @@ Each split folder holds:
 * ``text``, ``utt2spk``, ``spk2utt`` (speaker = ``<variant>-p<pitch // 10>``, the utterance id
   starts with it, so all files sort alike);
 * ``meta.jsonl``: one JSON object per utterance: text, role, domain, template_id, voice
-  (variant, speed, pitch, pitch_range), channel settings (null when clean), sample_rate, duration, seed.
+  (variant, speed, pitch, pitch_range), channel settings (null when clean), sample_rate,
+  duration, seed.
 
 ``OUT/synth.json`` records the options and per-split counts and hours.
 

@@ -29,6 +29,13 @@ def synth(
             "5-19 Hz). Same seed, same texts, voices and channels as without it."
         ),
     ] = None,
+    splits: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated splits to render, e.g. test: only that split of the corpus "
+            "--hours plans (same seed, same utterances), for more held-out evidence."
+        ),
+    ] = "train,dev,test",
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Generate a Kaldi-style synthetic corpus (resumable: existing audio files are kept)."""
@@ -39,6 +46,7 @@ def synth(
         options = SynthOptions(
             hours=hours, seed=seed, channel=channel, audio_format=audio_format,
             word_fraction=word_fraction, tone_range=span,
+            splits=tuple(x.strip() for x in splits.split(",") if x.strip()),
         )  # fmt: skip
         options.check()
     except ValueError as e:

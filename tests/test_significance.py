@@ -142,3 +142,49 @@ def test_score_report_carries_the_interval():
     assert "95 % interval" in r.format_table()
     single = score([ScoredUtt("u1", "我要投诉", "我要投树")])
     assert single.interval is None and "interval" not in single.to_dict()
+
+
+def _repeated_texts(seed: int = 3) -> tuple[list[ErrorCounts], list[str]]:
+    """20 texts, each read 10 times; a text's difficulty is shared by all its readings."""
+    rng = np.random.default_rng(seed)
+    errors, texts = [], []
+    for t in range(20):
+        hard = rng.random() < 0.3
+        for _ in range(10):
+            errors.append(int(rng.binomial(10, 0.5 if hard else 0.05)))
+            texts.append(f"text{t}")
+    return _counts(errors), texts
+
+
+def test_groups_of_one_are_the_plain_bootstrap_draw_for_draw():
+    counts = _counts(np.random.default_rng(2).binomial(10, 0.2, size=50).tolist())
+    plain = cer_interval(counts)
+    grouped = cer_interval(counts, groups=[f"t{i}" for i in range(50)])
+    assert (grouped.low, grouped.high, grouped.groups) == (plain.low, plain.high, 50)
+    other = _counts(np.random.default_rng(5).binomial(10, 0.2, size=50).tolist())
+    a, b = paired_bootstrap(counts, other), paired_bootstrap(counts, other, groups=range(50))
+    assert (a.low, a.high, a.b_better) == (b.low, b.high, b.b_better)
+
+
+def test_repeated_texts_are_resampled_together_and_widen_the_interval():
+    counts, texts = _repeated_texts()
+    plain, grouped = cer_interval(counts), cer_interval(counts, groups=texts)
+    assert grouped.cer == plain.cer and (grouped.utts, grouped.groups) == (200, 20)
+    # 20 independent texts, not 200 independent utterances
+    assert grouped.high - grouped.low > 2 * (plain.high - plain.low)
+    assert "the 20 distinct texts of 200 utterances" in grouped.format()
+    fixed = [ErrorCounts(ref_chars=c.ref_chars, sub=max(c.sub - 1, 0), utts=1) for c in counts]
+    cmp = paired_bootstrap(counts, fixed, groups=texts)
+    assert cmp.groups == 20 and cmp.utts == 200 and "resampled as 20 distinct texts" in cmp.format()
+    with pytest.raises(ValueError, match="groups has 3 keys for 200 utterances"):
+        cer_interval(counts, groups=["a", "b", "c"])
+
+
+def test_score_and_compare_group_utterances_by_their_reference():
+    pairs = [(f"u{k}", "我要投诉", "我要投树" if k % 2 else "我要投诉") for k in range(6)]
+    pairs += [("v1", "你好", "你好"), ("v2", "垃圾分类", "垃圾分")]
+    r = score([ScoredUtt(*p) for p in pairs])
+    assert (r.interval.utts, r.interval.groups) == (8, 3)
+    assert "the 3 distinct texts of 8 utterances" in r.format_table()
+    cmp = compare_reports(_report(pairs), _report(pairs))
+    assert (cmp.utts, cmp.groups) == (8, 3)

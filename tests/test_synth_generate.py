@@ -144,3 +144,24 @@ def test_cli_tone_range_is_written_down_and_bad_values_are_refused(tmp_path):
              "--tone-range", bad],
         )  # fmt: skip
         assert res.exit_code == 1 and says in res.output, res.output
+
+
+def test_splits_renders_one_split_of_the_same_plan(tmp_path):
+    whole = plan_corpus(SynthOptions(hours=0.1, seed=4))
+    test_only = plan_corpus(SynthOptions(hours=0.1, seed=4, splits=("test",)))
+    assert test_only and [(s.utt_id, s.text, s.voice, s.seed) for s in test_only] == [
+        (s.utt_id, s.text, s.voice, s.seed) for s in whole if s.split == "test"
+    ]
+    out = tmp_path / "more-test"
+    res = CliRunner().invoke(
+        app,
+        ["data", "synth", "--hours", "0.04", "--seed", "9", "--out", str(out), "--jobs", "1",
+         "--no-progress", "--splits", "test"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in out.iterdir()) == ["synth.json", "test"]
+    assert (out / "test" / "text").read_text().strip()
+    res = CliRunner().invoke(
+        app, ["data", "synth", "--hours", "0.01", "--out", str(tmp_path / "x"), "--splits", "eval"]
+    )
+    assert res.exit_code == 1 and "splits must be some of" in res.output, res.output

@@ -282,7 +282,7 @@ class ScoreReport:
             i = self.interval
             lines.append(
                 f"{100 * i.level:.0f} % interval {100 * i.low:.2f}-{100 * i.high:.2f}% "
-                f"(bootstrap over the {i.utts} utterances; compare two models with "
+                f"(bootstrap over {i.over}; compare two models with "
                 "`hotline-asr compare`)"
             )
         if self.pinyin is not None:
@@ -375,7 +375,8 @@ def score(
     """Score utterances: overall counts, per-slice tables (``{slice: {value: ErrorCounts}}``,
     values sorted) and the ``worst_n`` utterances with most errors (ties: higher CER, then id).
     ``pinyin=True`` also counts errors over pinyin syllables, with and without tone. With two
-    or more utterances the report carries the CER's 95 % bootstrap interval (seed 0)."""
+    or more utterances the report carries the CER's 95 % bootstrap interval (seed 0), resampling
+    the distinct reference texts."""
     from training.significance import cer_interval  # it imports this module
 
     overall = ErrorCounts()
@@ -401,7 +402,10 @@ def score(
         worst,
         py_overall,
         _sorted_tables(py_slices) if pinyin else None,
-        cer_interval([r.counts for r in results]) if len(results) > 1 else None,
+        # utterances reading the same text resampled together (training.significance)
+        cer_interval([r.counts for r in results], groups=[r.ref for r in results])
+        if len(results) > 1
+        else None,
     )
 
 

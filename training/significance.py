@@ -11,11 +11,16 @@ utterances (with replacement) shows that spread:
 
 The comparison is paired: both models' errors on the same resampled utterances, so what the two
 share (hard utterances) cancels and only the difference is left.
+
+Utterances that read the same text are not independent evidence (a generated test set speaks a
+call sentence in several voices): ``groups`` (one key per utterance, e.g. its reference text)
+resamples whole groups instead, which widens the interval by what the repeats share. With every
+key distinct it is the plain utterance bootstrap, draw for draw.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -47,15 +52,24 @@ class CerInterval:
     level: float
     resamples: int
     utts: int
+    # the units resampled: distinct group keys (texts), or ``utts`` without groups
+    groups: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return _rounded(self)
+
+    @property
+    def over(self) -> str:
+        """What was resampled, in words."""
+        if self.groups and self.groups < self.utts:
+            return f"the {self.groups} distinct texts of {self.utts} utterances"
+        return f"the {self.utts} utterances"
 
     def format(self) -> str:
         return (
             f"CER {100 * self.cer:.2f}%, {100 * self.level:.0f} % interval "
             f"{100 * self.low:.2f}-{100 * self.high:.2f}% (bootstrap, {self.resamples} "
-            f"resamples of {self.utts} utterances)"
+            f"resamples of {self.over})"
         )
 
 
@@ -78,6 +92,7 @@ class PairedComparison:
     b_better: float
     resamples: int
     utts_differing: int
+    groups: int = 0  # the units resampled: distinct group keys, or ``utts``
 
     def to_dict(self) -> dict[str, Any]:
         return _rounded(self)
@@ -98,7 +113,12 @@ class PairedComparison:
                 f"A  {name_a}: CER {100 * self.cer_a:.2f}% ({self.errors_a} errors)",
                 f"B  {name_b}: CER {100 * self.cer_b:.2f}% ({self.errors_b} errors)",
                 f"{self.utts} utterances, {self.ref_chars} reference characters; "
-                f"{self.utts_differing} utterances scored differently",
+                f"{self.utts_differing} utterances scored differently"
+                + (
+                    f"; resampled as {self.groups} distinct texts"
+                    if 0 < self.groups < self.utts
+                    else ""
+                ),
                 f"B - A: {100 * self.diff:+.2f} points, {100 * self.level:.0f} % interval "
                 f"{100 * self.low:+.2f} to {100 * self.high:+.2f} ({verdict}); "
                 f"B has fewer errors in {100 * self.b_better:.1f} % of {self.resamples} resamples",
@@ -110,6 +130,25 @@ def _arrays(counts: Sequence[ErrorCounts]) -> tuple[np.ndarray, np.ndarray]:
     errors = np.array([c.errors for c in counts], dtype=np.int64)
     chars = np.array([c.ref_chars for c in counts], dtype=np.int64)
     return errors, chars
+
+
+def _grouped(
+    errors: np.ndarray, chars: np.ndarray, groups: Sequence[Hashable] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Errors and characters summed per group, groups in order of first appearance."""
+    if groups is None:
+        return errors, chars
+    if len(groups) != len(errors):
+        raise ValueError(
+            f"groups has {len(groups)} keys for {len(errors)} utterances: give one per utterance"
+        )
+    first: dict[Hashable, int] = {}
+    gid = np.array([first.setdefault(g, len(first)) for g in groups], dtype=np.int64)
+    n = len(first)
+    return (
+        np.bincount(gid, weights=errors, minlength=n).astype(np.int64),
+        np.bincount(gid, weights=chars, minlength=n).astype(np.int64),
+    )
 
 
 def _check(level: float, resamples: int) -> None:
@@ -124,14 +163,19 @@ def _resample_index(n: int, resamples: int, seed: int) -> np.ndarray:
 
 
 def cer_interval(
-    counts: Sequence[ErrorCounts], level: float = 0.95, resamples: int = 2000, seed: int = 0
+    counts: Sequence[ErrorCounts],
+    level: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+    groups: Sequence[Hashable] | None = None,
 ) -> CerInterval:
-    """The CER of ``counts`` (one per utterance) and its bootstrap interval."""
+    """The CER of ``counts`` (one per utterance) and its bootstrap interval; with ``groups``
+    (one key per utterance) whole groups are resampled."""
     _check(level, resamples)
     if not counts:
         raise ValueError("no utterances to resample: score at least one")
-    errors, chars = _arrays(counts)
-    idx = _resample_index(len(counts), resamples, seed)
+    errors, chars = _grouped(*_arrays(counts), groups)
+    idx = _resample_index(len(errors), resamples, seed)
     cers = errors[idx].sum(axis=1) / np.maximum(chars[idx].sum(axis=1), 1)
     tail = (1 - level) / 2
     return CerInterval(
@@ -141,6 +185,7 @@ def cer_interval(
         level=level,
         resamples=resamples,
         utts=len(counts),
+        groups=len(errors),
     )
 
 
@@ -150,8 +195,10 @@ def paired_bootstrap(
     level: float = 0.95,
     resamples: int = 2000,
     seed: int = 0,
+    groups: Sequence[Hashable] | None = None,
 ) -> PairedComparison:
-    """Compare two models scored on the same utterances, in the same order."""
+    """Compare two models scored on the same utterances, in the same order; with ``groups``
+    (one key per utterance) whole groups are resampled."""
     _check(level, resamples)
     if len(a) != len(b):
         raise ValueError(
@@ -168,14 +215,17 @@ def paired_bootstrap(
             f"utterance {k} has {chars[k]} reference characters for A and {chars_b[k]} for B: "
             "the references differ, so these are not the same utterances"
         )
-    idx = _resample_index(len(a), resamples, seed)
+    utts, differing = len(a), int(np.sum(ea != eb))
+    ea, _ = _grouped(ea, chars, groups)
+    eb, chars = _grouped(eb, chars, groups)
+    idx = _resample_index(len(ea), resamples, seed)
     n_chars = np.maximum(chars[idx].sum(axis=1), 1)
     sa, sb = ea[idx].sum(axis=1), eb[idx].sum(axis=1)
     diffs = (sb - sa) / n_chars
     tail = (1 - level) / 2
     total = max(int(chars.sum()), 1)
     return PairedComparison(
-        utts=len(a),
+        utts=utts,
         ref_chars=int(chars.sum()),
         errors_a=int(ea.sum()),
         errors_b=int(eb.sum()),
@@ -187,7 +237,8 @@ def paired_bootstrap(
         level=level,
         b_better=float(np.mean(sb < sa) + 0.5 * np.mean(sb == sa)),
         resamples=resamples,
-        utts_differing=int(np.sum(ea != eb)),
+        utts_differing=differing,
+        groups=len(ea),
     )
 
 
@@ -234,4 +285,5 @@ def compare_reports(
             )
     ca = [score_one(ScoredUtt(i, *ha[i])).counts for i in ids]
     cb = [score_one(ScoredUtt(i, *hb[i])).counts for i in ids]
-    return paired_bootstrap(ca, cb, level, resamples, seed)
+    # utterances reading the same text are resampled together (see the module docstring)
+    return paired_bootstrap(ca, cb, level, resamples, seed, groups=[ha[i][0] for i in ids])

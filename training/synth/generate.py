@@ -17,7 +17,8 @@ Held out: a sentence text belongs to exactly one split (chosen from a hash of th
 test split is spoken only by :data:`TEST_VARIANTS`, variants that train and dev never use.
 Deterministic: the plan (texts, voices, channels) depends only on the seed and hours, and each
 utterance's audio only on its own plan entry, so the same seed gives the same bytes whatever
-``jobs`` is. Resumable: utterances whose audio file exists are not synthesized again (files are
+``jobs`` is; ``splits`` renders only some splits of that same plan (e.g. a larger corpus's test
+split alone, for more held-out evidence). Resumable: utterances whose audio file exists are not synthesized again (files are
 written under a temporary name and renamed when complete).
 """
 
@@ -69,6 +70,9 @@ class SynthOptions:
     split_shares: dict[str, float] = field(
         default_factory=lambda: {"train": 0.9, "dev": 0.05, "test": 0.05}
     )
+    # the splits to render: the plan is the whole corpus's, so ``splits=("test",)`` is exactly
+    # the test split of the same corpus (more held-out evidence without the training audio)
+    splits: tuple[str, ...] = SPLITS
 
     def check(self) -> None:
         if self.hours <= 0:
@@ -84,6 +88,8 @@ class SynthOptions:
                     f"tone_range needs 0 < low <= high <= {MAX_PITCH_RANGE} (% of espeak's pitch "
                     f"range), got {self.tone_range}"
                 )
+        if not self.splits or any(s not in SPLITS for s in self.splits):
+            raise ValueError(f"splits must be some of {SPLITS}, got {self.splits}")
         if set(self.split_shares) != set(SPLITS) or abs(sum(self.split_shares.values()) - 1) > 1e-6:
             raise ValueError(f"split_shares needs {SPLITS} summing to 1, got {self.split_shares}")
 
@@ -200,6 +206,7 @@ def plan_corpus(options: SynthOptions) -> list[UttSpec]:
         )
         count[split] += 1
         planned[split] += estimate_duration(sent.text, voice, keep)
+    specs = [s for s in specs if s.split in options.splits]
     specs.sort(key=lambda s: (SPLITS.index(s.split), s.utt_id))
     return specs
 
@@ -300,7 +307,7 @@ def generate_corpus(
     t0 = time.time()
     out = Path(out_dir)
     specs = plan_corpus(options)
-    for s in SPLITS:
+    for s in options.splits:
         (out / s / "wav").mkdir(parents=True, exist_ok=True)
     babble = babble_bank(options.seed)
     jobs_list = [(spec, str(out / spec.split)) for spec in specs]
@@ -322,13 +329,15 @@ def generate_corpus(
                 metas.append(meta)
                 bar.update()
     bar.close()
-    by_split = {s: [m for m in metas if m["split"] == s] for s in SPLITS}
-    for s in SPLITS:
+    by_split = {s: [m for m in metas if m["split"] == s] for s in options.splits}
+    for s in options.splits:
         _write_kaldi(out / s, by_split[s])
     summary = CorpusSummary(
         out_dir=str(out),
-        utterances={s: len(by_split[s]) for s in SPLITS},
-        hours={s: round(sum(m["duration"] for m in by_split[s]) / 3600.0, 4) for s in SPLITS},
+        utterances={s: len(by_split[s]) for s in options.splits},
+        hours={
+            s: round(sum(m["duration"] for m in by_split[s]) / 3600.0, 4) for s in options.splits
+        },
         synthesized=sum(not m["skipped"] for m in metas),
         skipped=sum(m["skipped"] for m in metas),
         synthesized_hours=round(sum(m["duration"] for m in metas if not m["skipped"]) / 3600, 4),

@@ -32,6 +32,15 @@ def build(
         bool,
         typer.Option("--kaldi-text", help="Text files are Kaldi `text`: drop the first field."),
     ] = False,
+    fill_placeholders: Annotated[
+        bool,
+        typer.Option(
+            help="Count a desensitized transcript with a random number of its type in place of "
+            "each placeholder (<手机号> -> 幺三八…), so the LM knows a number follows 电话是; "
+            "without it such transcripts are left out."
+        ),
+    ] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the stand-in numbers.")] = 0,
 ) -> None:
     """Count transcripts into an interpolated Kneser-Ney character n-gram (ARPA) for
     `eval --lm` and `transcribe --lm`. Never build it from evaluation transcripts."""
@@ -41,7 +50,12 @@ def build(
         raise fail(f"--order must be 1 or more, got {order}")
     try:
         stats = build_arpa(
-            texts_from(sources, skip_templates=skip_template or (), kaldi_text=kaldi_text),
+            texts_from(
+                sources,
+                skip_templates=skip_template or (),
+                kaldi_text=kaldi_text,
+                fill_seed=seed if fill_placeholders else None,
+            ),
             out,
             order=order,
         )

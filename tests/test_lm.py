@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from hotline_asr.cli import app
 from serving.lm import BOS, EOS, LmFusion, NgramLM
+from serving.text.desensitize import desensitize
 from serving.tokens import TokenTable
 from training.lm import build_arpa, kneser_ney, texts_from
 
@@ -82,6 +83,17 @@ def test_texts_from_manifests_skips_word_lists_and_placeholders(tmp_path):
     kaldi.write_text("utt1 噪音太大了\nutt2\n", encoding="utf-8")
     got = list(texts_from([manifest, cuts, kaldi], skip_templates=["W"], kaldi_text=True))
     assert got == ["我要投诉噪音", "社保卡", "噪音太大了"]
+
+    # with a seed, the phone number comes back as a random one that desensitizes to the same
+    # placeholder; an e-mail has no stand-in and stays out; the same seed, the same numbers
+    (tmp_path / "more").write_text("我的邮箱是<邮箱>\n车牌<车牌号>\n", encoding="utf-8")
+    filled = list(texts_from([manifest, tmp_path / "more"], skip_templates=["W"], fill_seed=3))
+    assert len(filled) == 3 and filled[0] == "我要投诉噪音"
+    assert filled[1].startswith("我姓王电话是幺") and len(filled[1]) == len("我姓王电话是") + 11
+    assert desensitize(filled[1]).text == "我姓王电话是<手机号>"
+    assert desensitize(filled[2]).text == "车牌<车牌号>"
+    assert filled == list(texts_from([manifest, tmp_path / "more"], ["W"], fill_seed=3))
+    assert filled != list(texts_from([manifest, tmp_path / "more"], ["W"], fill_seed=4))
 
 
 def test_bad_inputs_say_what_is_wrong(tmp_path, table):
@@ -231,3 +243,18 @@ def test_transcribe_command_takes_an_lm(icefall_fixture, tmp_path):
         ],
     )
     assert missing.exit_code != 0 and "lm build" in missing.output
+
+
+def test_lm_build_fill_placeholders_counts_the_desensitized_transcripts(tmp_path):
+    text = tmp_path / "text"
+    text.write_text("我要投诉噪音\n我姓王电话是<手机号>\n", encoding="utf-8")
+    stats = {}
+    for flag in ("--no-fill-placeholders", "--fill-placeholders"):
+        res = CliRunner().invoke(
+            app, ["lm", "build", str(text), "--out", str(tmp_path / f"{flag}.arpa"), flag]
+        )
+        assert res.exit_code == 0, res.output
+        stats[flag] = json.loads(res.output)
+    assert stats["--no-fill-placeholders"]["sentences"] == 1
+    assert stats["--fill-placeholders"]["sentences"] == 2
+    assert "幺" in (tmp_path / "--fill-placeholders.arpa").read_text(encoding="utf-8")

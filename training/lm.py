@@ -19,6 +19,7 @@ import gzip
 import json
 import math
 import os
+import random
 import re
 import tempfile
 from collections import Counter, defaultdict
@@ -60,11 +61,24 @@ def texts_from(
     paths: Sequence[str | Path],
     skip_templates: Iterable[str] = (),
     kaldi_text: bool = False,
+    fill_seed: int | None = None,
 ) -> Iterator[str]:
     """Transcripts from lhotse manifests (``*.jsonl`` / ``*.jsonl.gz``: cuts or supervisions)
     or text files; supervisions whose ``custom.template_id`` is in ``skip_templates`` are left
-    out (the synth corpus marks its random word lists ``W``), and so are desensitized texts
-    (a ``<手机号>``-style placeholder stands where the words were)."""
+    out (the synth corpus marks its random word lists ``W``). A desensitized text (a
+    ``<手机号>``-style placeholder stands where the number was) is left out too, unless
+    ``fill_seed`` is given: then each placeholder becomes a random number of its type drawn
+    from that seed (``training.data.placeholders``), and only texts with an e-mail
+    placeholder are left out."""
+    from training.data.placeholders import fill_placeholders
+
+    rng = random.Random(fill_seed)
+
+    def usable(text: str) -> str | None:
+        if not _PLACEHOLDER.search(text):
+            return text
+        return None if fill_seed is None else fill_placeholders(text, rng)
+
     skip = set(skip_templates)
     for p in map(Path, paths):
         if not p.is_file():
@@ -79,7 +93,7 @@ def texts_from(
                     if kaldi_text:
                         parts = line.split(maxsplit=1)
                         line = parts[1] if len(parts) == 2 else ""
-                    if line and not _PLACEHOLDER.search(line):
+                    if line and (line := usable(line)):
                         yield line
                     continue
                 try:
@@ -91,7 +105,7 @@ def texts_from(
                     if (s.get("custom") or {}).get("template_id") in skip:
                         continue
                     text = s.get("text")
-                    if text and not _PLACEHOLDER.search(text):
+                    if text and (text := usable(text)):
                         yield text
 
 

@@ -37,9 +37,10 @@ def build(
         typer.Option(
             help="Count a desensitized transcript with a random number of its type in place of "
             "each placeholder (<手机号> -> 幺三八…), so the LM knows a number follows 电话是; "
-            "without it such transcripts are left out."
+            "with --no-fill-placeholders such transcripts are left out (before the "
+            "seventeenth session, the only way)."
         ),
-    ] = False,
+    ] = True,
     seed: Annotated[int, typer.Option(help="Seed of the stand-in numbers.")] = 0,
 ) -> None:
     """Count transcripts into an interpolated Kneser-Ney character n-gram (ARPA) for

@@ -158,6 +158,7 @@ def test_slices_from_synth_metadata():
         "role": "agent",
         "domain": "road",
         "text": "sentences",
+        "number": "none",
         "speed": "slow",
         "codec": "mulaw",
         "noise": "pink",
@@ -165,6 +166,8 @@ def test_slices_from_synth_metadata():
     }
     assert _slices({"channel": {"codec": "alaw", "snr_db": None}})["snr"] == "clean"
     assert _slices({"domain": "words"})["text"] == "word lists"
+    assert _slices({"desensitized": {"mobile": 1}})["number"] == "read out"
+    assert "number" not in _slices({"channel": {"codec": "alaw", "snr_db": None}})
 
 
 def test_eval_onnx_folder_agrees_with_torch_streaming(corpus, icefall_fixture: Path):

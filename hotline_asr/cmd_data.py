@@ -40,6 +40,15 @@ def import_(
         int | None, typer.Option(help="Sample rate every audio file must have, in Hz.")
     ] = None,
     jobs: Annotated[int, typer.Option(help="Threads for decoding audio.")] = 2,
+    keep_numbers: Annotated[
+        bool,
+        typer.Option(
+            "--keep-numbers",
+            help="A `data synth` corpus only (its numbers are invented): keep read-out phone "
+            "and ID numbers in the transcripts so training can learn to write them; refused "
+            "without the corpus's synth.json.",
+        ),
+    ] = False,
 ) -> None:
     """Import a corpus into Lhotse manifests (transcripts normalized and desensitized)."""
     from training.data.importers import import_corpus
@@ -56,11 +65,16 @@ def import_(
             skip_bad=skip_bad,
             sample_rate=sample_rate,
             jobs=jobs,
+            keep_numbers=keep_numbers,
         )
     except (CorpusError, FileNotFoundError, ValueError) as e:
         raise fail(str(e)) from None
     for r in reports:
         desens = ", ".join(f"{k} {v}" for k, v in r.desensitized.items()) or "none"
+        if r.numbers_kept:
+            desens += "; invented numbers kept: " + ", ".join(
+                f"{k} {v}" for k, v in r.numbers_kept.items()
+            )
         typer.echo(
             f"{corpus}/{r.split}: {r.utterances} utterances, {r.hours:.3f} h, "
             f"{r.speakers} speakers, {len(r.skipped)} skipped, "

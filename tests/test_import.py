@@ -386,3 +386,25 @@ def test_synth_meta_voice_object_is_flattened(tmp_path: Path) -> None:
         "pitch": 36,
         "channel": {"codec": "mulaw", "snr_db": 20.5},
     }
+
+
+def test_keep_numbers_only_for_a_generated_corpus(tmp_path: Path) -> None:
+    texts = {"u1": "我姓董电话是13812345678", "u2": "谢谢"}
+    make_kaldi(tmp_path / "gen" / "train", texts)
+    with pytest.raises(ValueError, match="has no synth.json. Real transcripts are always"):
+        import_corpus(tmp_path / "gen", "gen", out_dir=tmp_path / "data", keep_numbers=True)
+    (tmp_path / "gen" / "synth.json").write_text("{}\n", encoding="utf-8")
+    res = CliRunner().invoke(
+        app,
+        ["data", "import", str(tmp_path / "gen"), "--corpus", "gen", "--out",
+         str(tmp_path / "data"), "--keep-numbers"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "desensitized: none; invented numbers kept: mobile 1" in res.output
+    sups = load_manifest(supervisions_path(tmp_path / "data" / "manifests", "gen", "train"))
+    assert sups["u1"].text == "我姓董电话是幺三八幺二三四五六七八"
+    assert sups["u1"].custom["invented_numbers"] == {"mobile": 1}
+    assert "invented_numbers" not in sups["u2"].custom
+    # without the flag the same corpus is desensitized as any other
+    (rep,) = import_corpus(tmp_path / "gen", "gen", out_dir=tmp_path / "plain")
+    assert rep.desensitized == {"mobile": 1} and rep.numbers_kept == {}

@@ -286,12 +286,17 @@ def test_desensitized_cuts_are_left_out_of_training(tmp_path: Path):
         return MonoCut(id=cid, start=0, duration=1, channel=0, supervisions=[sup])
 
     cuts = CutSet.from_cuts(
-        [cut("a", None), cut("b", {"desensitized": {"mobile": 1}}), cut("c", {"role": "agent"})]
+        [
+            cut("a", None),
+            cut("b", {"desensitized": {"mobile": 1}}),
+            cut("c", {"role": "agent"}),
+            cut("d", {"invented_numbers": {"mobile": 1}}),  # data import --keep-numbers
+        ]
     )
     path = tmp_path / "cuts.jsonl.gz"
     cuts.to_file(path)
-    assert [is_desensitized(c) for c in cuts] == [False, True, False]
-    assert sorted(c.id for c in load_cuts([path])) == ["a", "c"]
+    assert [is_desensitized(c) for c in cuts] == [False, True, False, False]
+    assert sorted(c.id for c in load_cuts([path])) == ["a", "c", "d"]
 
 
 def test_embedded_default_model_loads_with_the_shipped_token_table():

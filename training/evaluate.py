@@ -143,10 +143,11 @@ def _slices(custom: dict[str, Any]) -> dict[str, str]:
         # synth's random word lists (no sentence context to lean on) against call sentences:
         # the two score very differently, and the hotline hears sentences
         out["text"] = "word lists" if custom["domain"] == "words" else "sentences"
-    if custom.get("domain") is not None or custom.get("desensitized"):
-        # a number read out and desensitized on import (the reference says <手机号>): training
-        # leaves such cuts out, so the model has not learnt to write them; scored apart
-        out["number"] = "read out" if custom.get("desensitized") else "none"
+    numbers = custom.get("desensitized") or custom.get("invented_numbers")
+    if custom.get("domain") is not None or numbers:
+        # a number read out (desensitized on import, the reference says <手机号>, or an invented
+        # one kept): training leaves desensitized cuts out, so the model may not write them
+        out["number"] = "read out" if numbers else "none"
     speed = custom.get("speed")
     if isinstance(speed, (int, float)):  # espeak words per minute (default 175)
         out["speed"] = "slow" if speed < 150 else "fast" if speed > 190 else "normal"

@@ -14,7 +14,9 @@ Three input formats:
 - ``lhotse``: existing ``*_recordings_{split}.jsonl.gz`` + ``*_supervisions_{split}.jsonl.gz``.
 
 Every transcript goes through ``serving.text.normalize.normalize`` and then
-``serving.text.desensitize.desensitize``; the raw text is not kept. All audio is decoded once to
+``serving.text.desensitize.desensitize``; the raw text is not kept. The one exception is
+``keep_numbers`` for a corpus made by ``hotline-asr data synth`` (its ``synth.json`` says so):
+its phone and ID numbers are invented, and kept as read out so a model can learn to write them. All audio is decoded once to
 prove it is readable and has the claimed sample rate. Every split is checked before anything is
 written; then all files are written atomically (see :mod:`training.data.manifests`).
 Audio paths in the manifests are relative to the working directory when the audio lies below it
@@ -73,6 +75,8 @@ class ImportReport:
     hours: float = 0.0
     changed_by_normalize: int = 0
     desensitized: dict[str, int] = field(default_factory=dict)
+    # keep_numbers: the invented numbers left in the transcripts, by desensitize type
+    numbers_kept: dict[str, int] = field(default_factory=dict)
     skipped: list[Problem] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -549,6 +553,7 @@ def _build(
     log: ProblemLog,
     report: ImportReport,
     jobs: int,
+    keep_numbers: bool = False,
 ) -> tuple[Any, Any, Any]:
     from lhotse import (
         AudioSource,
@@ -612,7 +617,7 @@ def _build(
             )
             continue
         try:
-            clean = clean_transcript(u.raw_text)
+            clean = clean_transcript(u.raw_text, keep_numbers)
         except TranscriptError as e:
             log.add(e.kind, u.where[0], u.where[1], f"{u.utt_id!r}: {e}", u.utt_id)
             continue
@@ -628,7 +633,11 @@ def _build(
             language="Chinese",
             speaker=u.speaker,
             custom=(
-                {**u.custom, "desensitized": clean.desensitized} if clean.desensitized else u.custom
+                {**u.custom, "desensitized": clean.desensitized}
+                if clean.desensitized
+                else {**u.custom, "invented_numbers": clean.kept_numbers}
+                if clean.kept_numbers
+                else u.custom
             )
             or None,
         )
@@ -652,6 +661,7 @@ def _build(
     report.hours = round(sum(s.duration for s in sups) / 3600, 6)
     report.changed_by_normalize = tally.changed_by_normalize
     report.desensitized = dict(sorted(tally.desensitized.items()))
+    report.numbers_kept = dict(sorted(tally.kept_numbers.items()))
     return recording_set, SupervisionSet.from_segments(sups), CutSet.from_cuts(cuts)
 
 
@@ -711,6 +721,7 @@ def read_split(
     skip_bad: bool = False,
     sample_rate: int | None = None,
     jobs: int = 2,
+    keep_numbers: bool = False,
 ) -> SplitData:
     """Read and check one split into in-memory manifests (nothing is written).
 
@@ -731,7 +742,7 @@ def read_split(
     else:
         raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     report = ImportReport(corpus=corpus, split=split, source=source_name, format=fmt)
-    recordings, supervisions, cuts = _build(source, log, report, jobs)
+    recordings, supervisions, cuts = _build(source, log, report, jobs, keep_numbers)
     report.skipped = list(log.problems)
     if not len(supervisions):
         raise ValueError(f"{source_name}: no usable utterances in split {split!r}")
@@ -748,13 +759,23 @@ def import_corpus(
     skip_bad: bool = False,
     sample_rate: int | None = None,
     jobs: int = 2,
+    keep_numbers: bool = False,
 ) -> list[ImportReport]:
     """Import every split of ``src`` and write its manifests under ``{out_dir}/manifests``.
 
     All splits are read and checked first; only then are the files written, each atomically,
-    so a failed import leaves earlier manifests as they were.
+    so a failed import leaves earlier manifests as they were. ``keep_numbers`` leaves the read-out
+    numbers in the transcripts instead of desensitizing them; only for a corpus that
+    ``hotline-asr data synth`` made (a ``synth.json`` in ``src`` or the folder above it).
     """
     check_name("corpus", corpus)
+    if keep_numbers and not any(
+        (d / "synth.json").is_file() for d in (Path(src), Path(src).parent)
+    ):
+        raise ValueError(
+            f"keep_numbers is only for corpora made by `hotline-asr data synth`, whose numbers "
+            f"are invented; {src} has no synth.json. Real transcripts are always desensitized."
+        )
     found = find_source_splits(Path(src), fmt, splits)
     results = [
         read_split(
@@ -765,6 +786,7 @@ def import_corpus(
             skip_bad=skip_bad,
             sample_rate=sample_rate,
             jobs=jobs,
+            keep_numbers=keep_numbers,
         )
         for split, where in found.items()
     ]

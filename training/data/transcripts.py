@@ -2,7 +2,11 @@
 check that what is left is usable for training: Chinese characters, Latin letters, spaces, and
 desensitize's placeholders (``<手机号>`` ...). Utterances with placeholders are kept (their
 audio still says the number); the supervision's ``custom["desensitized"]`` holds the counts so
-that training can leave them out or map the placeholders to a token."""
+that training can leave them out or map the placeholders to a token.
+
+``keep_numbers=True`` is for generated corpora only, whose numbers are invented: the text keeps
+the number as read out, and ``CleanText.kept_numbers`` counts what desensitize would have masked
+(the supervision's ``custom["invented_numbers"]``), so that training can learn to write them."""
 
 from __future__ import annotations
 
@@ -21,6 +25,8 @@ class CleanText:
     text: str
     changed_by_normalize: bool
     desensitized: dict[str, int]
+    # with keep_numbers: what desensitize would have masked, left in the text
+    kept_numbers: dict[str, int] = field(default_factory=dict)
 
 
 class TranscriptError(ValueError):
@@ -29,8 +35,9 @@ class TranscriptError(ValueError):
         super().__init__(message)
 
 
-def clean_transcript(raw: str) -> CleanText:
-    """Normalize and desensitize ``raw``; raise :class:`TranscriptError` if nothing usable."""
+def clean_transcript(raw: str, keep_numbers: bool = False) -> CleanText:
+    """Normalize and desensitize ``raw`` (with ``keep_numbers``, only count what would be
+    masked); raise :class:`TranscriptError` if nothing usable."""
     from serving.text.desensitize import PLACEHOLDERS, desensitize
     from serving.text.normalize import normalize
 
@@ -38,7 +45,7 @@ def clean_transcript(raw: str) -> CleanText:
         raise TranscriptError("empty-transcript", "empty transcript")
     normalized = normalize(raw)
     result = desensitize(normalized)
-    text = " ".join(result.text.split())
+    text = " ".join((normalized if keep_numbers else result.text).split())
     if not text:
         raise TranscriptError(
             "empty-transcript",
@@ -57,6 +64,8 @@ def clean_transcript(raw: str) -> CleanText:
             f"Chinese or Latin letters: {bad!r}",
         )
     counts = {k: int(v) for k, v in result.counts.items() if v}
+    if keep_numbers:
+        return CleanText(text, normalized != raw, desensitized={}, kept_numbers=counts)
     return CleanText(text=text, changed_by_normalize=normalized != raw, desensitized=counts)
 
 
@@ -66,7 +75,9 @@ class TextTally:
 
     changed_by_normalize: int = 0
     desensitized: Counter = field(default_factory=Counter)
+    kept_numbers: Counter = field(default_factory=Counter)
 
     def add(self, clean: CleanText) -> None:
         self.changed_by_normalize += int(clean.changed_by_normalize)
         self.desensitized.update(clean.desensitized)
+        self.kept_numbers.update(clean.kept_numbers)

@@ -25,11 +25,12 @@ def _table(path: Path) -> dict[str, str]:
     return {k: v for k, v in rows}
 
 
-def _synth(out: Path, jobs: int) -> str:
+def _synth(out: Path, jobs: int = 1, *extra: str, hours: str = "0.002") -> str:
+    """`data synth` with seed 9 into ``out``; ``extra`` options appended."""
     res = CliRunner().invoke(
         app,
-        ["data", "synth", "--hours", "0.002", "--seed", "9", "--out", str(out),
-         "--jobs", str(jobs), "--no-progress"],
+        ["data", "synth", "--hours", hours, "--seed", "9", "--out", str(out),
+         "--jobs", str(jobs), "--no-progress", *extra],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     return res.output
@@ -128,12 +129,7 @@ def test_render_call_cli(tmp_path):
 
 def test_cli_tone_range_is_written_down_and_bad_values_are_refused(tmp_path):
     out = tmp_path / "wide"
-    res = CliRunner().invoke(
-        app,
-        ["data", "synth", "--hours", "0.002", "--seed", "9", "--out", str(out), "--jobs", "1",
-         "--no-progress", "--tone-range", "150:200"],
-    )  # fmt: skip
-    assert res.exit_code == 0, res.output
+    _synth(out, 1, "--tone-range", "150:200")
     assert json.loads((out / "synth.json").read_text())["options"]["tone_range"] == [150, 200]
     metas = [json.loads(line) for line in (out / "train" / "meta.jsonl").read_text().splitlines()]
     assert all(150 <= m["voice"]["pitch_range"] <= 200 for m in metas)
@@ -153,12 +149,7 @@ def test_splits_renders_one_split_of_the_same_plan(tmp_path):
         (s.utt_id, s.text, s.voice, s.seed) for s in whole if s.split == "test"
     ]
     out = tmp_path / "more-test"
-    res = CliRunner().invoke(
-        app,
-        ["data", "synth", "--hours", "0.04", "--seed", "9", "--out", str(out), "--jobs", "1",
-         "--no-progress", "--splits", "test"],
-    )  # fmt: skip
-    assert res.exit_code == 0, res.output
+    _synth(out, 1, "--splits", "test", hours="0.04")
     assert sorted(p.name for p in out.iterdir()) == ["synth.json", "test"]
     assert (out / "test" / "text").read_text().strip()
     res = CliRunner().invoke(

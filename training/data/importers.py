@@ -16,9 +16,10 @@ Three input formats:
 Every transcript goes through ``serving.text.normalize.normalize`` and then
 ``serving.text.desensitize.desensitize``; the raw text is not kept. The one exception is
 ``keep_numbers`` for a corpus made by ``hotline-asr data synth`` (its ``synth.json`` says so):
-its phone and ID numbers are invented, and kept as read out so a model can learn to write them. All audio is decoded once to
-prove it is readable and has the claimed sample rate. Every split is checked before anything is
-written; then all files are written atomically (see :mod:`training.data.manifests`).
+its phone and ID numbers are invented, and kept as read out so a model can learn to write them.
+All audio is decoded once to prove it is readable and has the claimed sample rate. Every split
+is checked before anything is written; then all files are written atomically (see
+:mod:`training.data.manifests`).
 Audio paths in the manifests are relative to the working directory when the audio lies below it
 (so a checkout can be moved, as in icefall's recipes), otherwise absolute.
 """

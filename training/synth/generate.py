@@ -18,8 +18,8 @@ test split is spoken only by :data:`TEST_VARIANTS`, variants that train and dev 
 Deterministic: the plan (texts, voices, channels) depends only on the seed and hours, and each
 utterance's audio only on its own plan entry, so the same seed gives the same bytes whatever
 ``jobs`` is; ``splits`` renders only some splits of that same plan (e.g. a larger corpus's test
-split alone, for more held-out evidence). Resumable: utterances whose audio file exists are not synthesized again (files are
-written under a temporary name and renamed when complete).
+split alone, for more held-out evidence). Resumable: utterances whose audio file exists are not
+synthesized again (files are written under a temporary name and renamed when complete).
 """
 
 from __future__ import annotations

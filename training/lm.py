@@ -20,7 +20,6 @@ import json
 import math
 import os
 import random
-import re
 import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
@@ -30,8 +29,6 @@ from pathlib import Path
 __all__ = ["LmStats", "build_arpa", "kneser_ney", "texts_from"]
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
-# serving.text.desensitize's placeholders, e.g. <手机号>
-_PLACEHOLDER = re.compile(r"<[^<>]+>")
 
 
 @dataclass
@@ -70,12 +67,12 @@ def texts_from(
     ``fill_seed`` is given: then each placeholder becomes a random number of its type drawn
     from that seed (``training.data.placeholders``), and only texts with an e-mail
     placeholder are left out."""
-    from training.data.placeholders import fill_placeholders
+    from training.data.placeholders import PLACEHOLDER_RE, fill_placeholders
 
     rng = random.Random(fill_seed)
 
     def usable(text: str) -> str | None:
-        if not _PLACEHOLDER.search(text):
+        if not PLACEHOLDER_RE.search(text):
             return text
         return None if fill_seed is None else fill_placeholders(text, rng)
 

@@ -283,7 +283,9 @@ def compare_reports(
                 f"utterance {i} has different references: {ha[i][0]!r} in {names[0]}, "
                 f"{hb[i][0]!r} in {names[1]}"
             )
-    ca = [score_one(ScoredUtt(i, *ha[i])).counts for i in ids]
+    ra = [score_one(ScoredUtt(i, *ha[i])) for i in ids]
     cb = [score_one(ScoredUtt(i, *hb[i])).counts for i in ids]
-    # utterances reading the same text are resampled together (see the module docstring)
-    return paired_bootstrap(ca, cb, level, resamples, seed, groups=[ha[i][0] for i in ids])
+    # utterances reading the same text (as scored, like score()'s interval) are resampled together
+    return paired_bootstrap(
+        [r.counts for r in ra], cb, level, resamples, seed, groups=[r.ref for r in ra]
+    )

@@ -633,13 +633,11 @@ def _build(
             text=clean.text,
             language="Chinese",
             speaker=u.speaker,
-            custom=(
-                {**u.custom, "desensitized": clean.desensitized}
-                if clean.desensitized
-                else {**u.custom, "invented_numbers": clean.kept_numbers}
-                if clean.kept_numbers
-                else u.custom
-            )
+            custom={
+                **u.custom,
+                **({"desensitized": clean.desensitized} if clean.desensitized else {}),
+                **({"invented_numbers": clean.kept_numbers} if clean.kept_numbers else {}),
+            }
             or None,
         )
         sups.append(sup)

@@ -20,9 +20,10 @@ import re
 from serving.text.desensitize import PLACEHOLDERS
 from serving.text.normalize import read_digits
 
-__all__ = ["fill_placeholders", "standin"]
+__all__ = ["PLACEHOLDER_RE", "fill_placeholders", "standin"]
 
-_PLACEHOLDER = re.compile(r"<[^<>]+>")
+# any ``<...>`` placeholder, also one desensitize does not write (it then has no stand-in)
+PLACEHOLDER_RE = re.compile(r"<[^<>]+>")
 _KIND_OF = {v: k for k, v in PLACEHOLDERS.items()}
 _PLATE_PREFIXES = ("沪A", "沪B", "沪C", "沪D", "苏E", "浙A")
 
@@ -56,7 +57,7 @@ def fill_placeholders(text: str, rng: random.Random) -> str | None:
     no stand-in (an e-mail, or a placeholder desensitize does not write)."""
     out: list[str] = []
     last = 0
-    for m in _PLACEHOLDER.finditer(text):
+    for m in PLACEHOLDER_RE.finditer(text):
         kind = _KIND_OF.get(m.group(0))
         value = standin(kind, rng) if kind is not None else None
         if value is None:

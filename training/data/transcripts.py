@@ -64,9 +64,12 @@ def clean_transcript(raw: str, keep_numbers: bool = False) -> CleanText:
             f"Chinese or Latin letters: {bad!r}",
         )
     counts = {k: int(v) for k, v in result.counts.items() if v}
-    if keep_numbers:
-        return CleanText(text, normalized != raw, desensitized={}, kept_numbers=counts)
-    return CleanText(text=text, changed_by_normalize=normalized != raw, desensitized=counts)
+    return CleanText(
+        text=text,
+        changed_by_normalize=normalized != raw,
+        desensitized={} if keep_numbers else counts,
+        kept_numbers=counts if keep_numbers else {},
+    )
 
 
 @dataclass

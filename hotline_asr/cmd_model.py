@@ -101,6 +101,10 @@ def eval_(
     max_sym_per_frame: Annotated[
         int, typer.Option(help="Greedy: symbols one encoder frame may emit (torch models).")
     ] = 1,
+    blank_penalty: Annotated[
+        float,
+        typer.Option(help="Subtract this from the blank logit: a model that deletes emits more."),
+    ] = 0.0,
     chunk_size: Annotated[int, typer.Option(help="Chunk size, 50 Hz frames.")] = SERVED_CHUNK_SIZE,
     left_context: Annotated[
         int, typer.Option(help="Left context, 50 Hz frames.")
@@ -184,6 +188,7 @@ def eval_(
         method=method,
         beam=beam,
         max_sym_per_frame=max_sym_per_frame,
+        blank_penalty=blank_penalty,
         chunk_size=chunk_size,
         left_context=left_context,
         streaming=streaming,

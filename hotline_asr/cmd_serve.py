@@ -35,6 +35,10 @@ def transcribe(
         str, typer.Option(help="greedy_search or modified_beam_search.")
     ] = "greedy_search",
     beam: Annotated[int, typer.Option(help="Active paths for modified_beam_search.")] = 4,
+    blank_penalty: Annotated[
+        float,
+        typer.Option(help="Subtract this from the blank logit: a model that deletes emits more."),
+    ] = 0.0,
     hotwords: Annotated[
         list[str] | None,
         typer.Option("--hotword", help="Hot word (repeat, or comma-separated); beam search only."),
@@ -73,6 +77,8 @@ def transcribe(
         raise typer.BadParameter(
             "a language model needs --decoding-method modified_beam_search", param_hint="--lm"
         )
+    if blank_penalty < 0:
+        raise typer.BadParameter("must be 0 or more", param_hint="--blank-penalty")
     if lm is not None and not lm.is_file():
         raise typer.BadParameter(
             f"{lm} does not exist; build one with `hotline-asr lm build`", param_hint="--lm"
@@ -86,6 +92,7 @@ def transcribe(
             num_threads=num_threads,
             decoding_method=decoding_method,
             beam=beam,
+            blank_penalty=blank_penalty,
             hotwords=words,
             hotwords_score=hotwords_score,
             int8=int8,

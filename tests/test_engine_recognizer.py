@@ -222,6 +222,8 @@ def test_stream_errors(rec):
         s.accept_waveform(8000, np.zeros(800, np.float32))
     with pytest.raises(ValueError, match="modified_beam_search"):
         rec.create_stream(hotwords=["上鱼"])
+    with pytest.raises(ValueError, match="blank_penalty must be 0 or more"):
+        Recognizer(rec.model, rec.tokens, blank_penalty=-1.0)
 
 
 def test_state_stacking_roundtrip(rec):

@@ -374,3 +374,23 @@ def test_eval_only_scores_one_slice_when_decoding_and_when_rescoring(
     assert code == 1 and "KEY=VALUE" in out
     code, out = _eval("--rescore", str(full), "--data", str(corpus.kaldi_dev), "--only", "domain=x")
     assert code == 1 and domain in out  # names the values there are
+
+
+def test_eval_blank_penalty_makes_a_trained_model_emit_more_and_is_checked(corpus):
+    # The committed baseline emits blanks between characters (the random fixture never does):
+    # taking 5 off the blank logit must lengthen its output, in greedy and beam search alike.
+    model = str(Path(__file__).resolve().parents[1] / "models" / "default" / "model.pt")
+    data = str(corpus.kaldi_dev)
+
+    def chars(*extra: str) -> int:
+        code, out = _eval("--model", model, "--data", data, "--json", *extra)
+        assert code == 0, out
+        report = json.loads(out)
+        return sum(len(h["hyp"]) for h in report["hypotheses"])
+
+    for method in ("greedy", "beam"):
+        plain = chars("--method", method)
+        penalised = chars("--method", method, "--blank-penalty", "5")
+        assert penalised > plain, method
+    code, out = _eval("--model", model, "--data", data, "--blank-penalty", "-1")
+    assert code == 1 and "must be 0 or more" in out

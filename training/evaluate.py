@@ -43,6 +43,9 @@ class EvalOptions:
     # greedy: symbols one encoder frame may emit (icefall and sherpa-onnx decode with 1; a
     # model that learned to emit bursts of tokens on one frame needs more)
     max_sym_per_frame: int = 1
+    # subtracted from the blank logit before each choice (sherpa-onnx's blank_penalty): a
+    # model that deletes emits more; 0 leaves the search as trained
+    blank_penalty: float = 0.0
     chunk_size: int = SERVED_CHUNK_SIZE  # 50 Hz frames
     left_context: int = SERVED_LEFT_CONTEXT
     streaming: bool = False
@@ -281,6 +284,7 @@ def _decode_torch(model, tokens, items: list[EvalItem], opts: EvalOptions) -> li
                 beam=opts.beam,
                 context_graph=graph,
                 max_sym_per_frame=opts.max_sym_per_frame,
+                blank_penalty=opts.blank_penalty,
                 lm=fusion,
             )
             ids = [r.tokens for r in decoder.decode(feats)]
@@ -295,12 +299,20 @@ def _decode_torch(model, tokens, items: list[EvalItem], opts: EvalOptions) -> li
                     x, lens, chunk_size=opts.chunk_size, left_context_frames=opts.left_context
                 )
             if opts.method == "greedy":
-                ids = greedy_search(model, enc, enc_lens, opts.max_sym_per_frame)
+                ids = greedy_search(
+                    model, enc, enc_lens, opts.max_sym_per_frame, opts.blank_penalty
+                )
             elif opts.method == "ctc":
                 ids = ctc_greedy_ids(model, enc, enc_lens)
             else:
                 ids = modified_beam_search(
-                    model, enc, enc_lens, beam=opts.beam, context_graph=graph, lm=fusion
+                    model,
+                    enc,
+                    enc_lens,
+                    beam=opts.beam,
+                    context_graph=graph,
+                    blank_penalty=opts.blank_penalty,
+                    lm=fusion,
                 )
         hyps.extend(table.decode(h) for h in ids)
     return hyps
@@ -361,6 +373,7 @@ def _decode_onnx(folder: Path, items: list[EvalItem], opts: EvalOptions) -> list
         beam=opts.beam,
         hotwords=opts.hotwords or None,
         hotwords_score=opts.hotword_score,
+        blank_penalty=opts.blank_penalty,
         int8=opts.int8,
         lm=opts.lm,
         lm_scale=opts.lm_scale,
@@ -398,6 +411,11 @@ def evaluate(
         raise ValueError(
             f"max_sym_per_frame={opts.max_sym_per_frame}: it must be >= 1, and above 1 only with "
             "greedy search"
+        )
+    if opts.blank_penalty < 0 or (opts.blank_penalty and opts.method == "ctc"):
+        raise ValueError(
+            f"blank_penalty={opts.blank_penalty}: it must be 0 or more, and it applies to the "
+            "transducer's greedy or beam search, not --method ctc"
         )
     # (a missing file and a negative scale are refused where the LM is loaded: serving.lm)
     if opts.lm is not None and opts.method != "beam":

@@ -164,6 +164,11 @@ class Recognizer:
             )
         if max_batch_size < 1:
             raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
+        if blank_penalty < 0:
+            raise ValueError(
+                f"blank_penalty must be 0 or more (it is taken off the blank logit), "
+                f"got {blank_penalty}"
+            )
         if lm is not None and decoding_method != "modified_beam_search":
             raise ValueError(
                 "a language model needs decoding_method='modified_beam_search'; greedy search "

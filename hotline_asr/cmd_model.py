@@ -139,6 +139,13 @@ def eval_(
             "noise), drawn per utterance from this seed; features come from the audio."
         ),
     ] = None,
+    lead_silence: Annotated[
+        float,
+        typer.Option(
+            help="Seconds of digital silence before every utterance (before the telephone "
+            "channel), as a call opens; features come from the audio."
+        ),
+    ] = 0.0,
     output: Annotated[Path | None, typer.Option(help="Also write the JSON report here.")] = None,
     only: Annotated[
         list[str] | None,
@@ -200,6 +207,7 @@ def eval_(
         int8=int8,
         pinyin=pinyin,
         telephone_seed=telephone_seed,
+        lead_silence=lead_silence,
         only=wanted,
     )
     try:

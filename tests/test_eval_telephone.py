@@ -53,3 +53,32 @@ def test_eval_with_the_channel_is_reproducible_and_checks_its_seed(
     assert first["hypotheses"] == second["hypotheses"]
     with pytest.raises(ValueError, match="0 or more"):
         evaluate(model, neural_voice / "dev", EvalOptions(max_utts=1, telephone_seed=-1))
+
+
+def test_lead_silence_puts_zeros_before_the_audio_and_the_channel(neural_voice: Path):
+    items = read_kaldi_dir(neural_voice / "dev")[:1]
+    clean, sr = items[0].samples()
+    items[0].lead_silence = 0.5
+    padded, _ = items[0].samples()
+    lead = int(0.5 * sr)
+    assert padded.shape[0] == clean.shape[0] + lead and not padded[:lead].any()
+    np.testing.assert_array_equal(padded[lead:], clean)
+    assert items[0].features().shape[0] > read_kaldi_dir(neural_voice / "dev")[0].features().shape[0]
+    items[0].telephone_seed = 7  # the line's noise falls on the silence too
+    assert items[0].samples()[0][:lead].any()
+
+
+def test_eval_lead_silence_reaches_the_decoder_and_is_checked(
+    neural_voice: Path, icefall_fixture: Path
+):
+    # the random fixture emits a character on almost every frame: 1 s more audio, more output
+    model = str(icefall_fixture / "epoch-99.pt")
+    data = neural_voice / "dev"
+    plain = evaluate(model, data, EvalOptions(max_utts=2))
+    padded = evaluate(model, data, EvalOptions(max_utts=2, lead_silence=1.0))
+    assert sum(len(h["hyp"]) for h in padded.hypotheses) > sum(
+        len(h["hyp"]) for h in plain.hypotheses
+    )
+    assert padded.to_dict()["options"]["lead_silence"] == 1.0
+    with pytest.raises(ValueError, match="between 0 and 60"):
+        evaluate(model, data, EvalOptions(max_utts=1, lead_silence=-1))

@@ -62,3 +62,20 @@ def test_options_reject_unknown_keys():
     with pytest.raises(ValueError, match="snr"):
         AugmentOptions.from_dict({"snr": [1, 2]})
     assert AugmentOptions.from_dict({"snr_db": [3, 4]}).snr_db == (3.0, 4.0)
+
+
+def test_silence_pads_both_sides_with_zeros_before_the_channel():
+    x = _tone_mix() + np.float32(0.01)  # no zero sample at either end
+    o = AugmentOptions(silence_prob=1.0, silence_s=(0.5, 1.0), telephone_prob=0, noise_prob=0)
+    o.gain_prob = 0
+    y = AudioAugmentor(o)(x, 16000, np.random.default_rng(3))
+    lead = int(np.flatnonzero(y)[0])
+    trail = y.size - 1 - int(np.flatnonzero(y)[-1])
+    assert 8000 <= lead <= 16000 and 8000 <= trail <= 16000
+    assert y.size == x.size + lead + trail
+    np.testing.assert_array_equal(y[lead : lead + x.size], x)
+    # with the channel after it, the silence carries line noise, and the length holds
+    o.telephone_prob = 1.0
+    z = AudioAugmentor(o)(x, 16000, np.random.default_rng(3))
+    assert z.size == y.size
+    assert AugmentOptions.from_dict({"silence_s": [0, 2]}).silence_s == (0.0, 2.0)

@@ -61,6 +61,9 @@ class EvalOptions:
     pinyin: bool = False  # also score pinyin syllables, with and without tone
     # set: every utterance passes a telephone channel drawn from (seed, utterance id) first
     telephone_seed: int | None = None
+    # seconds of digital silence put before every utterance (ahead of the telephone channel),
+    # as a call opens before the caller speaks; features come from the audio
+    lead_silence: float = 0.0
     # score only utterances whose slice labels have these values ({"text": "sentences"}),
     # applied before max_utts
     only: dict[str, str] = field(default_factory=dict)
@@ -74,6 +77,7 @@ class EvalItem:
     audio: Path | None = None
     cut: Any = None  # a lhotse Cut
     telephone_seed: int | None = None  # see EvalOptions.telephone_seed
+    lead_silence: float = 0.0  # see EvalOptions.lead_silence
 
     def samples(self) -> tuple[np.ndarray, int]:
         if self.cut is not None:
@@ -84,6 +88,8 @@ class EvalItem:
             from serving.audio import load_audio
 
             samples, sr = load_audio(self.audio)
+        if self.lead_silence > 0:
+            samples = np.pad(samples, (int(round(self.lead_silence * sr)), 0))
         if self.telephone_seed is None:
             return samples, sr
         from training.augment import telephone
@@ -92,7 +98,12 @@ class EvalItem:
         return telephone(samples, sr, rng), sr
 
     def features(self) -> np.ndarray:
-        if self.cut is not None and self.cut.has_features and self.telephone_seed is None:
+        if (
+            self.cut is not None
+            and self.cut.has_features
+            and self.telephone_seed is None
+            and not self.lead_silence
+        ):
             return np.asarray(self.cut.load_features(), np.float32)
         from serving.features import compute_fbank
 
@@ -430,6 +441,13 @@ def evaluate(
             raise ValueError(f"telephone_seed must be 0 or more, got {opts.telephone_seed}")
         for it in items:
             it.telephone_seed = opts.telephone_seed
+    if opts.lead_silence:
+        if not 0 < opts.lead_silence <= 60:
+            raise ValueError(
+                f"lead_silence must be between 0 and 60 seconds, got {opts.lead_silence}"
+            )
+        for it in items:
+            it.lead_silence = opts.lead_silence
     if opts.int8 and not is_onnx_folder(Path(model_path)):
         raise ValueError(
             f"int8 decoding needs an exported ONNX folder, and {model_path} is not one; "

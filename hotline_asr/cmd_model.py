@@ -80,10 +80,11 @@ def train(
             + (f"; stopped early by {r.stopped_by}" if r.stopped_by else "")
         )
     if len(result.stages) > 1 or result.stopped:
+        # a one-configuration run stopped early still averages what it has: not "done"
         typer.echo(
-            f"recipe done: {result.averaged}"
-            if result.averaged
-            else f"not finished ({result.stopped}); run the same command again to carry on"
+            f"not finished ({result.stopped}); run the same command again to carry on"
+            if result.stopped
+            else f"recipe done: {result.averaged}"
         )
 
 

@@ -63,7 +63,9 @@ def test_lead_silence_puts_zeros_before_the_audio_and_the_channel(neural_voice: 
     lead = int(0.5 * sr)
     assert padded.shape[0] == clean.shape[0] + lead and not padded[:lead].any()
     np.testing.assert_array_equal(padded[lead:], clean)
-    assert items[0].features().shape[0] > read_kaldi_dir(neural_voice / "dev")[0].features().shape[0]
+    assert (
+        items[0].features().shape[0] > read_kaldi_dir(neural_voice / "dev")[0].features().shape[0]
+    )
     items[0].telephone_seed = 7  # the line's noise falls on the silence too
     assert items[0].samples()[0][:lead].any()
 

@@ -229,6 +229,7 @@ def test_signal_stops_after_the_step_with_a_checkpoint(corpus, tmp_path: Path, s
     out, _ = proc.communicate(timeout=240)
     assert proc.returncode == 0, out
     assert f"stopped early by {signame}" in out
+    assert "not finished" in out and "recipe done" not in out  # it says to run it again
     saved = torch.load(exp / "last.ckpt", map_location="cpu", weights_only=False)
     assert 2 <= saved["global_step"] < 100000
     assert (exp / "averaged.pt").is_file() and (exp / "final.pt").is_file()

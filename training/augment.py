@@ -19,8 +19,9 @@ class AugmentOptions:
 
     # digital silence put before and after the speech (each side drawn from silence_s), ahead
     # of the channel and noise: a call opens, and a sentence ends, in seconds of silence that
-    # the trimmed corpus utterances (0.06-0.15 s) never show; without it 0.3 s of leading
-    # zeros took the baseline from 24.4 to 31.6 % CER (recipes/zipformer_synth/RESULTS.md)
+    # the trimmed corpus utterances (0.06-0.15 s at the median) never show: 0.3 s of leading
+    # zeros take the default from 7.8 to 15.5 % CER on call sentences, 1 s to 21.2 %
+    # (recipes/zipformer_synth/RESULTS.md, eighteenth session)
     silence_prob: float = 0.0
     silence_s: tuple[float, float] = (0.1, 1.5)
     telephone_prob: float = 0.8

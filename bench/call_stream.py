@@ -19,23 +19,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from serving.engine.recognizer import Recognizer  # noqa: E402
-from training.evaluate import EvalItem, read_eval_data, select  # noqa: E402
+from training.evaluate import EvalItem, engine_transcript, read_eval_data, select  # noqa: E402
 from training.scoring import ScoredUtt, score  # noqa: E402
-
-
-def decode(rec: Recognizer, samples: np.ndarray, sr: int) -> str:
-    """One stream: all of ``samples``, text of every endpointed segment joined."""
-    stream = rec.create_stream()
-    stream.accept_waveform(sr, samples)
-    stream.input_finished()
-    parts = []
-    while rec.is_ready(stream):
-        rec.decode_stream(stream)
-        if rec.is_endpoint(stream):
-            parts.append(rec.get_result(stream).text)
-            rec.reset(stream)
-    parts.append(rec.get_result(stream).text)
-    return "".join(parts)
 
 
 def run(rec: Recognizer, items: list[EvalItem], per_call: int, gap: float | None):
@@ -51,7 +36,7 @@ def run(rec: Recognizer, items: list[EvalItem], per_call: int, gap: float | None
         for it in group:
             x, sr = it.samples()
             audio += [x, np.zeros(int((gap or 0) * sr), np.float32)]
-        hyp = decode(rec, np.concatenate(audio), sr)
+        hyp = engine_transcript(rec, np.concatenate(audio), sr)
         pairs.append(ScoredUtt(group[0].id, "".join(it.text for it in group), hyp, {}))
     return score(pairs).overall
 

@@ -389,21 +389,23 @@ def _decode_onnx(folder: Path, items: list[EvalItem], opts: EvalOptions) -> list
         lm=opts.lm,
         lm_scale=opts.lm_scale,
     )
-    hyps = []
-    for it in items:
-        samples, sr = it.samples()
-        stream = rec.create_stream()
-        stream.accept_waveform(sr, samples)
-        stream.input_finished()
-        parts = []
-        while rec.is_ready(stream):
-            rec.decode_stream(stream)
-            if rec.is_endpoint(stream):
-                parts.append(rec.get_result(stream).text)
-                rec.reset(stream)
-        parts.append(rec.get_result(stream).text)
-        hyps.append("".join(parts))
-    return hyps
+    return [engine_transcript(rec, *it.samples()) for it in items]
+
+
+def engine_transcript(rec, samples: np.ndarray, sr: int) -> str:
+    """All of ``samples`` through one stream of the engine's ``Recognizer``, as a call is
+    served: the text of every endpointed segment, joined."""
+    stream = rec.create_stream()
+    stream.accept_waveform(sr, samples)
+    stream.input_finished()
+    parts = []
+    while rec.is_ready(stream):
+        rec.decode_stream(stream)
+        if rec.is_endpoint(stream):
+            parts.append(rec.get_result(stream).text)
+            rec.reset(stream)
+    parts.append(rec.get_result(stream).text)
+    return "".join(parts)
 
 
 def evaluate(
